@@ -1,0 +1,127 @@
+"""Preprocessing and labelling facts that travel with the weights.
+
+Everything that training, export and the service must agree on about *using* a model lives
+here, in the checkpoint, so they cannot drift apart: class names and colours, the input
+normalization, the sliding-window size and stride, where the weights came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.class_sets import default_palette, get_class_set
+
+# Mean/std on 0..1 RGB. "vit": Google ViT / AugReg weights (official Segmenter default);
+# "deit": ImageNet statistics (DeiT backbones, Seg-B†).
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "deit": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """How to feed a model and read its output.
+
+    Attributes:
+        class_names: one name per output channel.
+        palette: one RGB colour (0..255) per class.
+        mean, std: per-channel normalization of 0..1 RGB input: x = (rgb/255 - mean) / std.
+        window_size: side of the square sliding window (usually the training crop).
+        window_stride: step between windows (<= window_size).
+        dataset: the dataset the classes come from ("ade20k", "custom", ...).
+        provenance: free-form facts about where the weights came from (source file, run, date).
+    """
+
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    mean: tuple[float, float, float] = NORMALIZATIONS["vit"][0]
+    std: tuple[float, float, float] = NORMALIZATIONS["vit"][1]
+    window_size: int = 512
+    window_stride: int = 512
+    dataset: str = "custom"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.palette) != len(self.class_names):
+            problems.append(f"{len(self.palette)} palette colours for {len(self.class_names)} classes")
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
+            problems.append("palette colours must be [r, g, b] with values in 0..255")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            problems.append("mean and std need 3 values each, std > 0")
+        if not 0 < self.window_stride <= self.window_size:
+            problems.append(
+                f"window_stride must be in 1..window_size ({self.window_size}), got {self.window_stride}"
+            )
+        if problems:
+            raise ValueError("invalid ModelMetadata: " + "; ".join(problems))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @classmethod
+    def for_dataset(
+        cls,
+        dataset: str,
+        normalization: str = "vit",
+        window_size: int = 512,
+        window_stride: int | None = None,
+        **kwargs: Any,
+    ) -> ModelMetadata:
+        """Metadata with a bundled dataset's classes ("ade20k", "pascal_context", "cityscapes")."""
+        classes = get_class_set(dataset)
+        mean, std = normalization_stats(normalization)
+        return cls(
+            class_names=classes.names,
+            palette=classes.palette,
+            mean=mean,
+            std=std,
+            window_size=window_size,
+            window_stride=window_stride or window_size,
+            dataset=classes.dataset,
+            **kwargs,
+        )
+
+    @classmethod
+    def for_classes(cls, class_names: list[str] | tuple[str, ...], **kwargs: Any) -> ModelMetadata:
+        """Metadata for custom classes; colours default to a distinct palette."""
+        palette = kwargs.pop("palette", None) or default_palette(len(class_names))
+        return cls(class_names=tuple(class_names), palette=tuple(map(tuple, palette)), **kwargs)
+
+    def replace(self, **changes: Any) -> ModelMetadata:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["class_names"] = list(self.class_names)
+        data["palette"] = [list(c) for c in self.palette]
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelMetadata field(s) {unknown}; known fields are {sorted(known)}")
+        data = dict(data)
+        data["class_names"] = tuple(data["class_names"])
+        data["palette"] = tuple(tuple(int(v) for v in c) for c in data["palette"])
+        for key in ("mean", "std"):
+            if key in data:
+                data[key] = tuple(float(v) for v in data[key])
+        return cls(**data)
+
+
+def normalization_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std (0..1 RGB) of a named normalization ("vit" or "deit")."""
+    try:
+        return NORMALIZATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown normalization {name!r}; known: {', '.join(NORMALIZATIONS)}"
+        ) from None
