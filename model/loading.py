@@ -1,0 +1,44 @@
+"""`load_segmenter`: one entry point for every checkpoint format we read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from model.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+from model.official import VARIANT_FILE, load_official_checkpoint
+from model.segmenter import Segmenter
+from model.weights import CheckpointError
+
+
+def load_segmenter(path: str | os.PathLike) -> Segmenter:
+    """Load a Segmenter in eval mode, with `.metadata` (classes, normalization, window) set.
+
+    Accepts:
+        - our checkpoint folder (`segmenter.json` + `model.safetensors`), or either file in it;
+        - an official release `checkpoint.pth` (with `variant.yml` beside it), or its folder.
+    Raises:
+        CheckpointError naming what is missing or wrong.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(
+            f"no checkpoint at {p}; pass a checkpoint folder (segmenter.json + model.safetensors) "
+            "or an official checkpoint.pth with its variant.yml"
+        )
+    if p.is_file() and p.name in (META_FILE, WEIGHTS_FILE):
+        p = p.parent
+    if p.is_dir():
+        if (p / META_FILE).is_file():
+            return load_checkpoint(p)
+        if (p / "checkpoint.pth").is_file():
+            return load_official_checkpoint(p / "checkpoint.pth")
+        raise CheckpointError(
+            f"{p} is a folder without {META_FILE} (our format) or checkpoint.pth (official format)"
+        )
+    if p.suffix in (".pth", ".pt"):
+        return load_official_checkpoint(p)
+    raise CheckpointError(
+        f"{p} is not a checkpoint this package reads: expected a folder with {META_FILE}, "
+        f"or an official .pth with {VARIANT_FILE} beside it"
+    )
