@@ -1,0 +1,110 @@
+"""Sliding-window inference, as three reusable parts: tile, run, merge.
+
+    crops, anchors = tile_windows(image, window, stride)       # one image -> N windows
+    logits = run_windows(backend, crops, batch_size)           # any backend, in batches
+    full = merge_windows(logits, anchors, image.shape[-2:])    # N windows -> one image
+
+`Predictor`, evaluation, the export parity checks and the service (which batches windows of
+many requests together) all use these same functions. Windows follow the official code:
+anchors every `stride` pixels, the last window flush with the bottom/right border, overlapping
+logits summed and divided by how many windows covered each pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Anchor = tuple[int, int]  # (top, left) of a window in the image
+
+
+def window_anchors(height: int, width: int, window: int, stride: int) -> list[Anchor]:
+    """Top-left corners of the windows covering a height×width image (both sides >= window)."""
+    if height < window or width < window:
+        raise ValueError(
+            f"image {height}×{width} is smaller than the window {window}; resize it first "
+            "(see resize_to_window)"
+        )
+    if not 0 < stride <= window:
+        raise ValueError(f"stride must be in 1..{window}, got {stride}")
+
+    def starts(size: int) -> list[int]:
+        return [s for s in range(0, size, stride) if s < size - window] + [size - window]
+
+    return [(top, left) for top in starts(height) for left in starts(width)]
+
+
+def resize_to_window(image: torch.Tensor, window: int) -> torch.Tensor:
+    """Upscale B×C×H×W so that its short side is at least `window` (official behaviour).
+
+    Images already large enough are returned unchanged; the aspect ratio is kept.
+    """
+    height, width = image.shape[-2:]
+    if min(height, width) >= window:
+        return image
+    # Same arithmetic as the official code, so sizes agree to the pixel.
+    if height < width:
+        size = (window, int(width / height * window))
+    else:
+        size = (int(height / width * window), window)
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+
+
+def tile_windows(image: torch.Tensor, window: int, stride: int) -> tuple[torch.Tensor, list[Anchor]]:
+    """Cut one image into windows.
+
+    Args:
+        image: 3×H×W (or 1×3×H×W) float, H and W >= window.
+    Returns:
+        (crops, anchors): crops N×3×window×window (views stacked into a new tensor), anchors
+        the (top, left) of each crop.
+    """
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError("tile_windows takes one image; loop over a batch")
+        image = image[0]
+    height, width = image.shape[-2:]
+    anchors = window_anchors(height, width, window, stride)
+    crops = torch.stack([image[:, t : t + window, l : l + window] for t, l in anchors])
+    return crops, anchors
+
+
+def run_windows(
+    backend: Callable[[torch.Tensor], torch.Tensor], crops: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Run N×3×w×w crops through `backend` (a model, an ONNX session wrapper...) in batches.
+
+    Returns N×C×w×w float32 logits on the crops' device.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    outputs = [backend(crops[i : i + batch_size]).float() for i in range(0, len(crops), batch_size)]
+    return torch.cat(outputs)
+
+
+def merge_windows(
+    logits: torch.Tensor, anchors: Sequence[Anchor], image_size: tuple[int, int]
+) -> torch.Tensor:
+    """Average overlapping window logits back into one C×H×W map.
+
+    Args:
+        logits: N×C×w×w float, one per anchor.
+        anchors: (top, left) of each window, as from `tile_windows`.
+        image_size: (H, W) of the tiled image.
+    Returns:
+        C×H×W float32: per pixel, the mean of the logits of every window covering it.
+    """
+    if len(logits) != len(anchors):
+        raise ValueError(f"{len(logits)} window logits for {len(anchors)} anchors")
+    num_classes, window = logits.shape[1], logits.shape[-1]
+    height, width = image_size
+    total = logits.new_zeros((num_classes, height, width), dtype=torch.float32)
+    count = logits.new_zeros((1, height, width), dtype=torch.float32)
+    for crop, (top, left) in zip(logits, anchors, strict=True):
+        total[:, top : top + window, left : left + window] += crop
+        count[:, top : top + window, left : left + window] += 1
+    if bool((count == 0).any()):
+        raise ValueError("the windows do not cover the whole image; anchors and size disagree")
+    return total / count

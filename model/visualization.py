@@ -1,0 +1,64 @@
+"""Pictures of masks: palette PNGs, colour overlays, legends.
+
+Inputs are numpy: masks H×W integer class ids, images H×W×3 uint8 RGB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+Palette = Sequence[Sequence[int]]
+
+
+def colorize(mask: np.ndarray, palette: Palette) -> np.ndarray:
+    """H×W class ids -> H×W×3 uint8 RGB using `palette` (one colour per class)."""
+    table = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    if mask.size and int(mask.max()) >= len(table):
+        raise ValueError(f"mask has class id {int(mask.max())} but the palette has {len(table)} colours")
+    return table[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: Palette, alpha: float = 0.5) -> np.ndarray:
+    """Blend class colours over the image: (1 - alpha)·image + alpha·colour, H×W×3 uint8."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
+    colours = colorize(mask, palette).astype(np.float32)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def mask_to_image(mask: np.ndarray, palette: Palette) -> Image.Image:
+    """A PNG-ready image whose pixel values are the class ids.
+
+    Up to 256 classes: mode "P" with the palette attached (viewers show colours, readers get
+    ids). Above: 16-bit greyscale ("I;16"), ids unchanged.
+    """
+    if len(palette) <= 256:
+        img = Image.fromarray(mask.astype(np.uint8))  # "L"; putpalette turns it into "P"
+        img.putpalette([int(v) for colour in palette for v in colour])
+        return img
+    return Image.fromarray(mask.astype(np.uint16))  # "I;16"
+
+
+def draw_legend(
+    image: np.ndarray, class_ids: Sequence[int], names: Sequence[str], palette: Palette
+) -> np.ndarray:
+    """Append a legend (colour swatch + name per class in `class_ids`) to the right of `image`."""
+    font = ImageFont.load_default()
+    row, pad = 18, 6
+    width = 12 + max((int(font.getlength(names[i])) for i in class_ids), default=0) + 3 * pad + 14
+    height = max(image.shape[0], pad * 2 + row * len(class_ids))
+    canvas = Image.new("RGB", (image.shape[1] + width, height), (255, 255, 255))
+    canvas.paste(Image.fromarray(image), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x = image.shape[1] + pad
+    for k, cls in enumerate(class_ids):
+        y = pad + k * row
+        draw.rectangle([x, y + 2, x + 12, y + 14], fill=tuple(int(v) for v in palette[cls]), outline=(0, 0, 0))
+        draw.text((x + 12 + pad, y + 2), names[cls], fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
