@@ -1,0 +1,1 @@
+"""The `segmenter` command: one entry point whose subcommands live in each package."""

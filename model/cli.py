@@ -1,0 +1,97 @@
+"""`segmenter predict` and `segmenter variants`: the model package's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="segment an image or a folder of images",
+        description="Write a palette PNG mask (pixel value = class id) per image, and overlays.",
+    )
+    p.add_argument("input", type=Path, help="an image file or a folder of images")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint folder or an official checkpoint.pth")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png with a legend")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of class colours (0..1)")
+    p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
+    p.set_defaults(func=run_predict)
+
+    v = subparsers.add_parser("variants", help="list the registered model variants")
+    v.set_defaults(func=run_variants)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as H×W×3 uint8 RGB, EXIF orientation applied."""
+    with Image.open(path) as img:
+        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+def list_images(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.is_file():
+        return [path]
+    raise FileNotFoundError(f"no image or folder at {path}")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from model import CheckpointError, Predictor, draw_legend, load_segmenter, mask_to_image, overlay
+
+    try:
+        images = list_images(args.input)
+        net = load_segmenter(args.checkpoint)
+    except (FileNotFoundError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not images:
+        print(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.input}", file=sys.stderr)
+        return 2
+    meta = net.metadata
+    predictor = Predictor(net, device=args.device, precision=args.precision, batch_size=args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for path in tqdm(images, desc="segmenting", unit="img", disable=len(images) == 1):
+        try:
+            rgb = read_rgb(path)
+        except (UnidentifiedImageError, OSError) as exc:
+            failures.append(f"{path}: not a readable image ({exc})")
+            continue
+        mask = predictor.predict(rgb, multiscale=args.multiscale)
+        mask_to_image(mask, meta.palette).save(args.out / f"{path.stem}.png")
+        if args.overlay:
+            present = [int(c) for c in np.unique(mask)]
+            picture = draw_legend(overlay(rgb, mask, meta.palette, args.alpha), present, meta.class_names, meta.palette)
+            Image.fromarray(picture).save(args.out / f"{path.stem}_overlay.png")
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    done = len(images) - len(failures)
+    print(f"wrote {done} mask(s) to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else ""))
+    return 1 if failures else 0
+
+
+def run_variants(args: argparse.Namespace) -> int:
+    from model import get_variant, list_variants
+
+    for name in list_variants():
+        v = get_variant(name)
+        c = v.config
+        print(
+            f"{name:16s} embed_dim={c.embed_dim:<5d} depth={c.depth:<3d} heads={c.num_heads:<3d} "
+            f"patch={c.patch_size:<3d} decoder={c.decoder:17s} crop={c.image_size} "
+            f"pretrained={v.pretrained_tag or '-'}"
+        )
+    return 0

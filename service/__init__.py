@@ -1,0 +1,1 @@
+"""The FastAPI inference service (issue: service). Uses `model`'s public API only, never `training`."""
