@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny models (2 layers, 64×64 crops) so the suite runs in minutes on a CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model import ModelMetadata, Segmenter, SegmenterConfig
+
+
+def tiny_config(**overrides) -> SegmenterConfig:
+    """A 2-layer, 64-wide Segmenter at 64×64: the laptop-sized config every test builds on."""
+    base = dict(image_size=64, patch_size=16, embed_dim=64, depth=2, num_heads=1, num_classes=5,
+                decoder="mask_transformer", decoder_depth=2, drop_path_rate=0.0, decoder_dropout=0.0)
+    base.update(overrides)
+    return SegmenterConfig(**base)
+
+
+def tiny_metadata(num_classes: int = 5, window: int = 64, stride: int | None = None) -> ModelMetadata:
+    return ModelMetadata.for_classes([f"class{i}" for i in range(num_classes)], window_size=window,
+                                     window_stride=stride or window)
+
+
+def tiny_segmenter(seed: int = 0, **overrides) -> Segmenter:
+    torch.manual_seed(seed)
+    cfg = tiny_config(**overrides)
+    return Segmenter(cfg, metadata=tiny_metadata(cfg.num_classes, cfg.image_size)).eval()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_net() -> Segmenter:
+    return tiny_segmenter()

@@ -1,0 +1,79 @@
+"""Tiling covers every pixel; merging inverts tiling; a single window equals the plain forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model import Predictor, merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
+from tests.conftest import tiny_segmenter
+from tests.reference.official_inference import official_probabilities
+
+
+@pytest.mark.parametrize("height,width,window,stride", [
+    (64, 64, 64, 64), (100, 64, 64, 64), (64, 177, 64, 48), (130, 97, 32, 20), (512, 683, 512, 341),
+])
+def test_windows_cover_every_pixel_and_stay_inside(height, width, window, stride):
+    anchors = window_anchors(height, width, window, stride)
+    covered = np.zeros((height, width), dtype=int)
+    for top, left in anchors:
+        assert 0 <= top <= height - window and 0 <= left <= width - window
+        covered[top : top + window, left : left + window] += 1
+    assert covered.min() >= 1
+    # the last window is flush with the border, and no two windows start at the same place
+    assert max(t for t, _ in anchors) == height - window and max(s for _, s in anchors) == width - window
+    assert len(set(anchors)) == len(anchors)
+
+
+def test_window_larger_than_image_is_refused():
+    with pytest.raises(ValueError, match="smaller than the window"):
+        window_anchors(40, 100, 64, 64)
+
+
+def test_merge_inverts_tile():
+    image = torch.randn(3, 90, 131)
+    crops, anchors = tile_windows(image, 64, 40)
+    assert crops.shape[1:] == (3, 64, 64)
+    torch.testing.assert_close(merge_windows(crops, anchors, (90, 131)), image)
+
+
+def test_merge_averages_overlaps():
+    logits = torch.stack([torch.full((1, 4, 4), 1.0), torch.full((1, 4, 4), 3.0)])
+    merged = merge_windows(logits, [(0, 0), (0, 2)], (4, 6))
+    assert merged[0, 0].tolist() == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+
+
+def test_run_windows_batches_do_not_change_results(tiny_net):
+    crops = torch.randn(7, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(run_windows(tiny_net, crops, 3), run_windows(tiny_net, crops, 7))
+
+
+def test_resize_to_window_upscales_short_side_only():
+    assert resize_to_window(torch.zeros(1, 3, 30, 90), 64).shape[-2:] == (64, 192)
+    assert resize_to_window(torch.zeros(1, 3, 90, 30), 64).shape[-2:] == (192, 64)
+    big = torch.zeros(1, 3, 70, 90)
+    assert resize_to_window(big, 64) is big
+
+
+def test_single_window_equals_plain_forward(tiny_net, rng):
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    pred = Predictor(tiny_net)
+    image = pred.to_tensor(rgb)
+    with torch.inference_mode():
+        expected = tiny_net(image)[0].softmax(0)
+    torch.testing.assert_close(pred.probabilities_tensor(rgb), expected)
+
+
+@pytest.mark.parametrize("shape,window,stride", [((64, 64), 64, 64), ((97, 140), 64, 40), ((40, 150), 64, 32),
+                                                 ((150, 41), 64, 64)])
+def test_predictor_matches_official_inference(rng, shape, window, stride):
+    net = tiny_segmenter(seed=5)
+    rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    pred = Predictor(net, window_size=window, window_stride=stride, batch_size=3)
+    with torch.inference_mode():
+        expected = official_probabilities(net, pred.to_tensor(rgb), window, stride)
+    got = pred.probabilities(rgb)
+    assert got.shape == (5, *shape) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)

@@ -1,0 +1,63 @@
+"""Palette PNG masks keep class ids; overlays blend as documented; legends show the classes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import colorize, default_palette, draw_legend, get_class_set, mask_to_image, overlay
+
+
+def png_round_trip(img: Image.Image) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    buf.seek(0)
+    return Image.open(buf)
+
+
+def test_palette_png_keeps_ids_and_colours(rng):
+    palette = get_class_set("ade20k").palette
+    mask = rng.integers(0, 150, (20, 30)).astype(np.uint8)
+    back = png_round_trip(mask_to_image(mask, palette))
+    assert back.mode == "P"
+    np.testing.assert_array_equal(np.asarray(back), mask)
+    np.testing.assert_array_equal(np.asarray(back.convert("RGB")), colorize(mask, palette))
+
+
+def test_more_than_256_classes_use_16_bit(rng):
+    palette = default_palette(300)
+    mask = rng.integers(0, 300, (8, 9)).astype(np.uint16)
+    back = png_round_trip(mask_to_image(mask, palette))
+    np.testing.assert_array_equal(np.asarray(back).astype(np.uint16), mask)
+
+
+def test_overlay_alpha_extremes(rng):
+    image = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    mask = rng.integers(0, 3, (6, 7))
+    palette = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    np.testing.assert_array_equal(overlay(image, mask, palette, 0.0), image)
+    np.testing.assert_array_equal(overlay(image, mask, palette, 1.0), colorize(mask, palette))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(image, mask, palette, 1.5)
+
+
+def test_colorize_rejects_ids_beyond_palette():
+    with pytest.raises(ValueError, match="class id 3"):
+        colorize(np.array([[3]]), [(0, 0, 0)] * 3)
+
+
+def test_default_palette_is_distinct():
+    assert len(set(default_palette(200))) == 200
+
+
+def test_legend_adds_a_swatch_per_class():
+    image = np.zeros((100, 50, 3), dtype=np.uint8)
+    palette = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    out = draw_legend(image, [0, 2], ["red", "green", "blue"], palette)
+    assert out.shape[0] == 100 and out.shape[1] > 50
+    legend = out[:, 50:].reshape(-1, 3)
+    colours = {tuple(c) for c in legend}
+    assert (255, 0, 0) in colours and (0, 0, 255) in colours and (0, 255, 0) not in colours

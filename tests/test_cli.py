@@ -1,0 +1,66 @@
+"""`segmenter predict` writes palette masks and overlays; bad inputs are reported, not skipped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+from model import Predictor, load_segmenter, save_checkpoint
+from tests.conftest import tiny_segmenter
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_checkpoint(tiny_segmenter(seed=4), tmp_path / "ckpt")
+
+
+def write_images(folder, rng, sizes):
+    folder.mkdir()
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        path = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_predict_folder_writes_masks_equal_to_predictor(tmp_path, checkpoint, rng):
+    paths = write_images(tmp_path / "images", rng, [(64, 64), (50, 90)])
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "images"), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--overlay"]) == 0
+    predictor = Predictor(load_segmenter(checkpoint))
+    for path in paths:
+        mask = Image.open(out / f"{path.stem}.png")
+        assert mask.mode == "P"
+        expected = predictor.predict(np.asarray(Image.open(path).convert("RGB")))
+        np.testing.assert_array_equal(np.asarray(mask), expected)
+        overlay = Image.open(out / f"{path.stem}_overlay.png")
+        assert overlay.height >= mask.height and overlay.width > mask.width  # legend to the right
+
+
+def test_corrupt_image_is_reported_and_others_still_written(tmp_path, checkpoint, rng, capsys):
+    write_images(tmp_path / "images", rng, [(64, 64)])
+    (tmp_path / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code = main(["predict", str(tmp_path / "images"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "broken.jpg: not a readable image" in capsys.readouterr().err
+    assert (tmp_path / "o" / "img0.png").exists()
+
+
+def test_missing_checkpoint_exits_with_message(tmp_path, rng, capsys):
+    write_images(tmp_path / "images", rng, [(64, 64)])
+    code = main(["predict", str(tmp_path / "images"), "--checkpoint", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "o")])
+    assert code == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_installed_command_lists_variants():
+    out = subprocess.run([sys.executable, "-m", "cli", "variants"], capture_output=True, text=True, check=True)
+    assert "Seg-B†-Mask/16" in out.stdout and "Seg-L-Mask/16" in out.stdout
