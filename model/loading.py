@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 from model.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+from model.mmseg import is_mmseg_state, load_mmseg_checkpoint
 from model.official import VARIANT_FILE, load_official_checkpoint
 from model.segmenter import Segmenter
-from model.weights import CheckpointError
+from model.weights import CheckpointError, torch_load_safely
 
 
 def load_segmenter(path: str | os.PathLike) -> Segmenter:
@@ -16,7 +17,8 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
 
     Accepts:
         - our checkpoint folder (`segmenter.json` + `model.safetensors`), or either file in it;
-        - an official release `checkpoint.pth` (with `variant.yml` beside it), or its folder.
+        - an official release `checkpoint.pth` (with `variant.yml` beside it), or its folder;
+        - an MMSegmentation Segmenter checkpoint `.pth` (architecture read off its tensors).
     Raises:
         CheckpointError naming what is missing or wrong.
     """
@@ -32,13 +34,23 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
         if (p / META_FILE).is_file():
             return load_checkpoint(p)
         if (p / "checkpoint.pth").is_file():
-            return load_official_checkpoint(p / "checkpoint.pth")
+            return _load_pth(p / "checkpoint.pth")
         raise CheckpointError(
             f"{p} is a folder without {META_FILE} (our format) or checkpoint.pth (official format)"
         )
     if p.suffix in (".pth", ".pt"):
-        return load_official_checkpoint(p)
+        return _load_pth(p)
     raise CheckpointError(
         f"{p} is not a checkpoint this package reads: expected a folder with {META_FILE}, "
         f"or an official .pth with {VARIANT_FILE} beside it"
     )
+
+
+def _load_pth(path: Path) -> Segmenter:
+    """An official checkpoint when variant.yml is beside it, else an mmseg one if its keys say so."""
+    if (path.parent / VARIANT_FILE).is_file():
+        return load_official_checkpoint(path)
+    data = torch_load_safely(path)
+    if is_mmseg_state(data):
+        return load_mmseg_checkpoint(data, path)
+    return load_official_checkpoint(path, data)  # raises: variant.yml is missing

@@ -117,8 +117,11 @@ def config_image_size(net_kwargs: dict[str, Any]) -> int:
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
-def load_official_checkpoint(path: str | Path) -> Segmenter:
-    """Load the authors' `checkpoint.pth` (+ `variant.yml` in the same folder) in eval mode."""
+def load_official_checkpoint(path: str | Path, data: dict | None = None) -> Segmenter:
+    """Load the authors' `checkpoint.pth` (+ `variant.yml` in the same folder) in eval mode.
+
+    `data` is the file's content when the caller has already read it (with weights_only=True).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pth"
@@ -127,7 +130,7 @@ def load_official_checkpoint(path: str | Path) -> Segmenter:
     variant_path = path.parent / VARIANT_FILE
     variant = read_variant(variant_path)
     config = config_from_variant(variant["net_kwargs"], str(variant_path))
-    data = torch_load_safely(path)
+    data = torch_load_safely(path) if data is None else data
     state = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no state_dict (expected a dict with a 'model' entry)")
