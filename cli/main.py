@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "predict": "model.cli",
     "variants": "model.cli",
+    "convert": "model.cli",
 }
 
 

@@ -124,7 +124,3 @@ def load_checkpoint(path: str | os.PathLike) -> Segmenter:
     load_weights_strict(net, state, str(weights_path))
     return net.eval()
 
-
-def is_our_checkpoint(path: Path) -> bool:
-    return (path / META_FILE).is_file()
-

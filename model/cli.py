@@ -33,6 +33,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     v = subparsers.add_parser("variants", help="list the registered model variants")
     v.set_defaults(func=run_variants)
 
+    c = subparsers.add_parser(
+        "convert",
+        help="convert a checkpoint (e.g. an official checkpoint.pth) to our folder format",
+        description="Load any checkpoint load_segmenter reads and save it as safetensors + segmenter.json.",
+    )
+    c.add_argument("--checkpoint", required=True, help="official checkpoint.pth (variant.yml beside it) or our folder")
+    c.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    c.set_defaults(func=run_convert)
+
 
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as H×W×3 uint8 RGB, EXIF orientation applied."""
@@ -94,4 +103,20 @@ def run_variants(args: argparse.Namespace) -> int:
             f"patch={c.patch_size:<3d} decoder={c.decoder:17s} crop={c.image_size} "
             f"pretrained={v.pretrained_tag or '-'}"
         )
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from model import CheckpointError, load_segmenter, save_checkpoint
+
+    try:
+        net = load_segmenter(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    save_checkpoint(net, args.out)
+    meta = net.metadata
+    print(f"wrote {args.out}: {net.config.embed_dim}-dim, depth {net.config.depth}, patch {net.config.patch_size}, "
+          f"{net.config.decoder} decoder, {meta.num_classes} classes ({meta.dataset}), "
+          f"window {meta.window_size}/{meta.window_stride}")
     return 0

@@ -64,3 +64,18 @@ def test_missing_checkpoint_exits_with_message(tmp_path, rng, capsys):
 def test_installed_command_lists_variants():
     out = subprocess.run([sys.executable, "-m", "cli", "variants"], capture_output=True, text=True, check=True)
     assert "Seg-B†-Mask/16" in out.stdout and "Seg-L-Mask/16" in out.stdout
+
+
+def test_convert_official_checkpoint_keeps_logits(tmp_path):
+    import torch
+
+    from tests.reference.official_files import official_net_kwargs, write_official_checkpoint
+
+    ref = write_official_checkpoint(tmp_path / "official", official_net_kwargs(n_cls=19), dataset="cityscapes")
+    assert main(["convert", "--checkpoint", str(tmp_path / "official" / "checkpoint.pth"),
+                 "--out", str(tmp_path / "ours")]) == 0
+    net = load_segmenter(tmp_path / "ours")
+    assert net.metadata.dataset == "cityscapes" and net.metadata.class_names[0] == "road"
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), ref(x), rtol=1e-4, atol=1e-4)

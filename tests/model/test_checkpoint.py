@@ -154,6 +154,7 @@ class Exploit:
         return (os.system, ("touch pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_never_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_official_checkpoint(tmp_path, official_net_kwargs())

@@ -108,3 +108,32 @@ def test_wrong_width_is_reported(tmp_path):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match="no pretrained weights file"):
         load_pretrained_encoder(tiny_segmenter(), tmp_path / "missing.npz")
+
+
+def test_timm_tag_goes_through_timm_and_is_resized(monkeypatch, source_vit):
+    # The hub download itself needs a network; the test stands in for timm.create_model so the
+    # rest of the path (classifier keys dropped, pos-embed resized, strict load) is exercised.
+    import timm
+
+    calls = []
+
+    def fake_create_model(name, pretrained, num_classes):
+        calls.append((name, pretrained, num_classes))
+        return source_vit
+
+    monkeypatch.setattr(timm, "create_model", fake_create_model)
+    net = tiny_segmenter()
+    load_pretrained_encoder(net, "vit_tiny_patch16_384.augreg_in21k_ft_in1k")
+    assert calls == [("vit_tiny_patch16_384.augreg_in21k_ft_in1k", True, 0)]
+    assert_initialised_from(net, source_vit)
+
+
+def test_unreachable_hub_says_how_to_work_offline(monkeypatch):
+    import timm
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(CheckpointError, match="offline host pass a local"):
+        load_pretrained_encoder(tiny_segmenter(), "vit_tiny_patch16_384.augreg_in21k_ft_in1k")
