@@ -15,6 +15,7 @@ COMMANDS = {
     "predict": "model.cli",
     "variants": "model.cli",
     "convert": "model.cli",
+    "export": "export.cli",
 }
 
 

@@ -12,7 +12,7 @@ logits, resize back to the input size, softmax. Multi-scale averages the probabi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ class Predictor:
         window_size, window_stride: override the checkpoint's sliding window.
         batch_size: windows per forward pass.
         metadata: override `net.metadata` (required when the net has none).
+        backend: run the windows through this callable instead of `net` (e.g. an ONNX Runtime
+            or TensorRT runner: B×3×w×w normalized -> B×C×w×w logits); `net` then only
+            supplies the metadata and the class count, and is not moved to `device`.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Predictor:
         window_stride: int | None = None,
         batch_size: int = 4,
         metadata: ModelMetadata | None = None,
+        backend: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         metadata = metadata or net.metadata
         if metadata is None:
@@ -64,7 +68,7 @@ class Predictor:
         self.window_size = window_size or metadata.window_size
         self.window_stride = window_stride or min(metadata.window_stride, self.window_size)
         self.batch_size = batch_size
-        self.net = net.to(self.device).eval()
+        self.net = backend if backend is not None else net.to(self.device).eval()
         self.num_classes = net.num_classes
         self._mean = torch.tensor(metadata.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)

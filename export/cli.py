@@ -1,0 +1,151 @@
+"""`segmenter export {onnx,check,tensorrt,triton}` (also `python -m export ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from export.artifact import META_FILE, ExportError, read_exported
+from export.parity import ParityReport
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX / TensorRT / Triton, with parity checks")
+    sub = p.add_subparsers(dest="export_command", required=True, metavar="FORMAT")
+
+    o = sub.add_parser("onnx", help="checkpoint -> ONNX (fixed window, dynamic batch) + parity check")
+    o.add_argument("--checkpoint", required=True, help="our checkpoint folder, official checkpoint.pth or mmseg .pth")
+    o.add_argument("--out", type=Path, required=True, help="export folder (model.onnx + segmenter.json)")
+    o.add_argument("--window", type=int, help="window side the graph is fixed to (default: the checkpoint's)")
+    _add_thresholds(o)
+    o.set_defaults(func=run_onnx)
+
+    c = sub.add_parser("check", help="re-check an ONNX export against its PyTorch checkpoint")
+    c.add_argument("--onnx", type=Path, required=True, help="export folder")
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime provider")
+    _add_thresholds(c)
+    c.set_defaults(func=run_check)
+
+    t = sub.add_parser("tensorrt", help="ONNX export -> serialized TensorRT engine + parity vs ONNX Runtime")
+    t.add_argument("--onnx", type=Path, required=True, help="export folder")
+    t.add_argument("--fp16", action="store_true", help="FP16 engine (LayerNorm kept in FP32)")
+    t.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimization profile")
+    t.add_argument("--out", type=Path, help="engine file (default: <export>/model.plan)")
+    _add_thresholds(t, rtol=5e-2, agreement=0.995)
+    t.set_defaults(func=run_tensorrt)
+
+    r = sub.add_parser("triton", help="ONNX export -> Triton Inference Server model repository")
+    r.add_argument("--onnx", type=Path, required=True, help="export folder")
+    r.add_argument("--out", type=Path, required=True, help="model repository folder")
+    r.add_argument("--name", help="model name in the repository (default: the export folder's name)")
+    r.add_argument("--platform", default="onnx", choices=["onnx", "tensorrt"])
+    r.add_argument("--engine", type=Path, help="TensorRT engine for --platform tensorrt (default: <export>/model.plan)")
+    r.add_argument("--max-batch", type=int, default=8)
+    r.add_argument("--max-queue-delay-us", type=int, default=2000)
+    r.add_argument("--cpu", action="store_true", help="instance_group KIND_CPU instead of KIND_GPU")
+    r.set_defaults(func=run_triton)
+
+
+def _add_thresholds(p: argparse.ArgumentParser, rtol: float = 1e-3, agreement: float = 0.999) -> None:
+    p.add_argument("--rtol", type=float, default=rtol, help="max |Δlogits| relative to the largest logit")
+    p.add_argument("--min-agreement", type=float, default=agreement, help="min fraction of equal arg-max pixels")
+
+
+def _report(report: ParityReport, folder: Path, name: str) -> int:
+    print(report.summary())
+    (folder / f"parity_{name}.json").write_text(json.dumps({**report.__dict__, "passed": report.passed}, indent=2))
+    return 0 if report.passed else 1
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _onnx_parity(args: argparse.Namespace, net, exported, device: str = "cpu") -> ParityReport:
+    from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
+    from export.parity import compare_backends, parity_windows
+
+    runner = OnnxRuntimeRunner(exported, ort_providers(device, window=exported.window_size))
+    windows = parity_windows(exported.metadata, exported.window_size)
+    return compare_backends(net, runner, windows, reference_name="PyTorch fp32",
+                            candidate_name=f"ONNX Runtime ({runner.providers[0]})", rtol=args.rtol,
+                            min_agreement=args.min_agreement)
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_onnx
+    from model import CheckpointError, load_segmenter
+
+    try:
+        net = load_segmenter(args.checkpoint)
+        export_onnx(net, args.out, window_size=args.window, source=str(args.checkpoint))
+        exported = read_exported(args.out)
+        report = _onnx_parity(args, net, exported)
+    except (CheckpointError, ExportError, ValueError) as exc:
+        return _fail(exc)
+    code = _report(report, args.out, "onnxruntime")
+    if code:
+        # Refuse to hand over a graph that does not match: without its description the folder
+        # cannot be loaded by the service or Triton export; model.onnx stays for debugging.
+        (args.out / META_FILE).unlink()
+        print(f"error: the export does not match PyTorch; {args.out / META_FILE} was removed so it cannot be "
+              "served. Report: parity_onnxruntime.json", file=sys.stderr)
+    else:
+        print(f"wrote {exported.onnx_path} (window {exported.window_size}, dynamic batch, opset {exported.opset})")
+    return code
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from model import CheckpointError, load_segmenter
+
+    try:
+        exported = read_exported(args.onnx)
+        report = _onnx_parity(args, load_segmenter(args.checkpoint), exported, args.device)
+    except (CheckpointError, ExportError, ValueError) as exc:
+        return _fail(exc)
+    return _report(report, args.onnx, "onnxruntime")
+
+
+def run_tensorrt(args: argparse.Namespace) -> int:
+    import torch
+
+    from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
+    from export.parity import compare_backends, parity_windows
+    from export.tensorrt_engine import TensorRTRunner, build_engine
+
+    try:
+        exported = read_exported(args.onnx)
+        engine = build_engine(exported, args.out, fp16=args.fp16, max_batch=args.max_batch)
+        reference = OnnxRuntimeRunner(exported, ort_providers("cuda" if torch.cuda.is_available() else "cpu"))
+        windows = parity_windows(exported.metadata, exported.window_size)
+        report = compare_backends(reference, TensorRTRunner(engine, exported.num_classes), windows,
+                                  reference_name=f"ONNX Runtime ({reference.providers[0]})",
+                                  candidate_name=f"TensorRT {'fp16' if args.fp16 else 'fp32'}",
+                                  rtol=args.rtol, min_agreement=args.min_agreement, batch_size=args.max_batch)
+    except ExportError as exc:
+        return _fail(exc)
+    code = _report(report, exported.folder, "tensorrt")
+    if code:
+        engine.unlink()
+        print(f"error: the engine does not match ONNX Runtime and was deleted ({engine})", file=sys.stderr)
+    else:
+        print(f"wrote {engine}")
+    return code
+
+
+def run_triton(args: argparse.Namespace) -> int:
+    from export.triton import write_triton_repository
+
+    try:
+        exported = read_exported(args.onnx)
+        folder = write_triton_repository(exported, args.out, name=args.name, platform=args.platform,
+                                         engine=args.engine, max_batch_size=args.max_batch,
+                                         max_queue_delay_us=args.max_queue_delay_us, gpu=not args.cpu)
+    except (ExportError, FileNotFoundError, ValueError) as exc:
+        return _fail(exc)
+    print(f"wrote {folder} (serve with: tritonserver --model-repository {args.out})")
+    return 0
