@@ -16,6 +16,8 @@ COMMANDS = {
     "variants": "model.cli",
     "convert": "model.cli",
     "export": "export.cli",
+    "train": "training.cli",
+    "eval": "training.cli",
 }
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -32,13 +33,16 @@ FORMAT_NAME = "segmenter"
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMetadata | None = None) -> Path:
+def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMetadata | None = None,
+                    extra_files: Mapping[str, bytes] | None = None) -> Path:
     """Write `net` (and its metadata) to the folder `path`, replacing it atomically.
 
     Args:
         net: the model; its `metadata` is used when `metadata` is not given.
         path: target folder.
         metadata: classes, normalization, window... (required if `net.metadata` is None).
+        extra_files: more files for the folder (e.g. a training state), written in the same
+            atomic step so they always match the weights beside them.
     Returns:
         The folder written.
     """
@@ -62,6 +66,10 @@ def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMeta
             "metadata": metadata.to_dict(),
         }
         (tmp / META_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        for name, content in (extra_files or {}).items():
+            if name in (WEIGHTS_FILE, META_FILE) or "/" in name:
+                raise ValueError(f"extra file name {name!r} is reserved or not a plain file name")
+            (tmp / name).write_bytes(content)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -1,1 +1,4 @@
-"""Training and evaluation (issue: training package). Uses `model` through its public API only."""
+"""Training and evaluation: the paper's recipe on real datasets, multi-GPU with torchrun, resumable.
+
+Uses `model` through its public API only.
+"""

@@ -1,0 +1,76 @@
+"""`segmenter eval` and `segmenter train`: the training package's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    e = subparsers.add_parser("eval", help="mIoU of a checkpoint on a dataset (sliding window, optional TTA)",
+                              description="Works under torchrun: each process takes a share of the images.")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--dataset", required=True, choices=["ade20k", "pascal_context", "cityscapes", "custom"])
+    e.add_argument("--data-root", required=True)
+    e.add_argument("--split", default="val", choices=["train", "val"])
+    e.add_argument("--multiscale", action="store_true", help="scales 0.5-1.75 with flips, probabilities averaged")
+    e.add_argument("--short-side", type=int, default=512,
+                   help="resize test images so the short side is this (mmseg protocol); 0 keeps them as they are")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    e.add_argument("--out", type=Path, help="folder for the per-class table, confusion.png and scores.json")
+    e.set_defaults(func=run_eval)
+
+    t = subparsers.add_parser("train", help="train a model (same as python training/train.py)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--stop-at", type=int)
+    t.add_argument("overrides", nargs="*")
+    t.set_defaults(func=run_train)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from model import CheckpointError, Predictor, load_segmenter
+    from training import distributed
+    from training.data.layouts import build_dataset
+    from training.evaluate import confusion_image, evaluate
+
+    ctx = distributed.setup(args.device)
+    try:
+        net = load_segmenter(args.checkpoint)
+        dataset = build_dataset(args.dataset, args.data_root, args.split)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(dataset.class_names) != net.num_classes:
+        print(f"error: the checkpoint predicts {net.num_classes} classes but {args.dataset} has "
+              f"{len(dataset.class_names)}", file=sys.stderr)
+        return 2
+    predictor = Predictor(net, device=ctx.device, precision=args.precision)
+    scores = evaluate(predictor, dataset, short_side=args.short_side or None, multiscale=args.multiscale,
+                      rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
+    distributed.teardown()
+    if not ctx.is_main:
+        return 0
+    table = scores.table(dataset.class_names)
+    print(table)
+    print(f"\nmIoU {100 * scores.miou:.2f}  pixel accuracy {100 * scores.pixel_accuracy:.2f}  "
+          f"({'multi-scale + flip' if args.multiscale else 'single scale'}, {len(dataset)} images)")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "classes.md").write_text(table + "\n")
+        confusion_image(scores, dataset.class_names, args.out / "confusion.png")
+        (args.out / "scores.json").write_text(json.dumps(
+            {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
+             "iou": [None if v != v else float(v) for v in scores.iou]}, indent=2))
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.train import main
+
+    argv = ["--config", args.config, *(["--resume"] if args.resume else []),
+            *(["--stop-at", str(args.stop_at)] if args.stop_at else []), *args.overrides]
+    return main(argv)
