@@ -90,6 +90,7 @@ class ModelMetadata:
     def for_classes(cls, class_names: list[str] | tuple[str, ...], **kwargs: Any) -> ModelMetadata:
         """Metadata for custom classes; colours default to a distinct palette."""
         palette = kwargs.pop("palette", None) or default_palette(len(class_names))
+        kwargs.setdefault("window_stride", kwargs.get("window_size", 512))  # no overlap unless asked
         return cls(class_names=tuple(class_names), palette=tuple(map(tuple, palette)), **kwargs)
 
     def replace(self, **changes: Any) -> ModelMetadata:

@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from training.data.layouts import DATASETS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser("eval", help="mIoU of a checkpoint on a dataset (sliding window, optional TTA)",
                               description="Works under torchrun: each process takes a share of the images.")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--dataset", required=True, choices=["ade20k", "pascal_context", "cityscapes", "custom"])
+    e.add_argument("--dataset", required=True, choices=list(DATASETS))
     e.add_argument("--data-root", required=True)
     e.add_argument("--split", default="val", choices=["train", "val"])
     e.add_argument("--multiscale", action="store_true", help="scales 0.5-1.75 with flips, probabilities averaged")

@@ -8,6 +8,7 @@
   *_gtFine_labelTrainIds.png; `*_labelIds.png` are converted on the fly when trainIds are absent.
 - custom: ROOT/images/{train,val}/*, ROOT/masks/{train,val}/*.png (same stem, pixel = class id,
   255 = ignore), ROOT/classes.json ({"classes": ["name", ...]} or [{"name", "color"}, ...]).
+- synthetic: the custom layout, generated into ROOT on first use (training/data/synthetic.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from model import default_palette, get_class_set
 from training.data.base import IGNORE_INDEX, Sample, SegmentationDataset, pair_by_stem
 
-DATASETS = ("ade20k", "pascal_context", "cityscapes", "custom")
+DATASETS = ("ade20k", "pascal_context", "cityscapes", "custom", "synthetic")
 
 # Cityscapes labelIds -> trainIds (the 19 evaluated classes; everything else ignored).
 CITYSCAPES_ID_TO_TRAIN_ID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
@@ -105,7 +106,17 @@ def custom(root: Path, split: str, transform: Callable | None = None) -> Segment
     return SegmentationDataset(samples, names, palette, None, transform, "custom")
 
 
-_BUILDERS = {"ade20k": ade20k, "pascal_context": pascal_context, "cityscapes": cityscapes, "custom": custom}
+def synthetic(root: Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
+    """The synthetic dataset in the custom layout, written to `root` first if it is not there."""
+    from training.data.synthetic import write_dataset
+
+    if not (root / "classes.json").is_file():
+        write_dataset(root)
+    return custom(root, split, transform)
+
+
+_BUILDERS = {"ade20k": ade20k, "pascal_context": pascal_context, "cityscapes": cityscapes, "custom": custom,
+             "synthetic": synthetic}
 
 
 def build_dataset(name: str, root: str | Path, split: str, transform: Callable | None = None) -> SegmentationDataset:

@@ -1,10 +1,13 @@
 """A synthetic dataset in the custom layout: textured shapes over textured backgrounds.
 
-Five classes — background, striped disk, dotted disk, striped square, dotted square — with
-random colours per instance, so telling them apart needs both shape and texture, never colour.
+Five classes — background, striped disk, dotted disk, striped bar, dotted bar — with random
+colours per instance, so telling them apart needs both shape (round or elongated) and texture
+(stripes or dots), never colour.
 Deterministic for a seed. Used by the demo models and the tests.
 
-    python -m training.data.synthetic --out data/synthetic --train 400 --val 100 --size 128
+    python -m training.data.synthetic --out data/synthetic      # 800 train + 100 val images, 256×256
+
+`data.dataset: synthetic` in a config writes this dataset on first use (see training/configs/demo.yaml).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-CLASSES = ["background", "striped disk", "dotted disk", "striped square", "dotted square"]
+CLASSES = ["background", "striped disk", "dotted disk", "striped bar", "dotted bar"]
 PALETTE = [[40, 40, 40], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48]]
 
 
@@ -44,14 +47,17 @@ def render(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
     image += np.kron(coarse, np.ones((8, 8, 1)))[:size, :size]
     mask = np.zeros((size, size), np.uint8)
     for _ in range(rng.integers(1, 4)):
-        shape = rng.choice(["disk", "square"])
+        shape = rng.choice(["disk", "bar"])
         texture = rng.choice(["stripes", "dots"])
-        r = rng.uniform(0.12, 0.25) * size
+        r = rng.uniform(0.13, 0.22) * size
         cy, cx = rng.uniform(r, size - r), rng.uniform(r, size - r)
         if shape == "disk":
             inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        else:
-            inside = (np.abs(yy - cy) < r * 0.9) & (np.abs(xx - cx) < r * 0.9)
+        else:  # a bar: a rotated rectangle about 3.5 times longer than wide
+            angle = rng.uniform(0, np.pi)
+            along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+            across = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+            inside = (np.abs(along) < 1.4 * r) & (np.abs(across) < 0.4 * r)
         pattern = _texture(texture, yy, xx, rng)
         # A random base colour with the texture drawn as a darker/brighter pattern: colour says
         # nothing about the class, the pattern's layout does.
@@ -59,12 +65,12 @@ def render(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
         shade = rng.choice([0.3, 1.6])
         fill = np.where(pattern[..., None], np.clip(base * shade, 0, 255), base)
         image[inside] = fill[inside]
-        mask[inside] = 1 + 2 * (shape == "square") + (texture == "dots")
+        mask[inside] = 1 + 2 * (shape == "bar") + (texture == "dots")
     image += rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_dataset(out: str | Path, train: int = 400, val: int = 100, size: int = 128, seed: int = 0) -> Path:
+def write_dataset(out: str | Path, train: int = 800, val: int = 100, size: int = 256, seed: int = 0) -> Path:
     """Write ROOT/images/{train,val}/*.png, ROOT/masks/{train,val}/*.png and ROOT/classes.json."""
     root = Path(out)
     rng = np.random.default_rng(seed)
@@ -83,9 +89,9 @@ def write_dataset(out: str | Path, train: int = 400, val: int = 100, size: int =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--train", type=int, default=400)
+    parser.add_argument("--train", type=int, default=800)
     parser.add_argument("--val", type=int, default=100)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(write_dataset(args.out, args.train, args.val, args.size, args.seed))

@@ -1,0 +1,79 @@
+"""The synthetic dataset is deterministic and needs shape and texture; `segmenter eval` scores it."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cli.main import main
+from model import ModelMetadata, Predictor, build_segmenter, save_checkpoint
+from training.data import synthetic
+from training.data.layouts import build_dataset
+from training.metrics import ConfusionMatrix
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = synthetic.write_dataset(tmp_path / "a", train=3, val=1, size=64, seed=5)
+    b = synthetic.write_dataset(tmp_path / "b", train=3, val=1, size=64, seed=5)
+    for rel in ("images/train/00002.png", "masks/train/00002.png", "images/val/00000.png"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    names = [c["name"] for c in json.loads((a / "classes.json").read_text())["classes"]]
+    assert names == synthetic.CLASSES
+
+
+def test_every_class_needs_shape_and_texture():
+    rng = np.random.default_rng(0)
+    seen, colours = set(), {c: [] for c in range(1, 5)}
+    for _ in range(40):
+        image, mask = synthetic.render(96, rng)
+        for c in np.unique(mask):
+            seen.add(int(c))
+            if c:
+                colours[int(c)].append(image[mask == c].mean(0))
+    assert seen == {0, 1, 2, 3, 4}
+    # colour does not identify a class: every class's mean colours span most of the range
+    for c, values in colours.items():
+        spread = np.ptp(np.array(values), axis=0)
+        assert (spread > 100).all(), (c, spread)
+
+
+def test_synthetic_dataset_is_written_on_first_use(tmp_path, monkeypatch):
+    small = functools.partial(synthetic.write_dataset, train=4, val=2, size=64)
+    monkeypatch.setattr(synthetic, "write_dataset", small)
+    ds = build_dataset("synthetic", tmp_path / "synth", "val")
+    assert len(ds) == 2 and ds.class_names[3] == "striped bar"
+    assert build_dataset("synthetic", tmp_path / "synth", "train").samples  # reused, not rewritten
+
+
+def test_segmenter_eval_matches_manual_confusion(tmp_path, capsys):
+    root = synthetic.write_dataset(tmp_path / "data", train=2, val=3, size=64, seed=1)
+    torch.manual_seed(0)
+    net = build_segmenter("Seg-T/16", num_classes=5, image_size=64, embed_dim=64, depth=2, num_heads=1)
+    net.metadata = ModelMetadata.for_classes(synthetic.CLASSES, window_size=64)
+    save_checkpoint(net, tmp_path / "ckpt")
+    code = main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--dataset", "custom", "--data-root", str(root),
+                 "--short-side", "0", "--device", "cpu", "--out", str(tmp_path / "eval")])
+    assert code == 0
+    reported = json.loads((tmp_path / "eval" / "scores.json").read_text())
+    cm = ConfusionMatrix(5)
+    predictor = Predictor(net)
+    for i in range(3):
+        rgb = np.asarray(Image.open(root / f"images/val/{i:05d}.png").convert("RGB"))
+        label = np.asarray(Image.open(root / f"masks/val/{i:05d}.png")).astype(np.int64)
+        cm.update(torch.from_numpy(predictor.predict(rgb).astype(np.int64)), torch.from_numpy(label))
+    assert reported["miou"] == cm.compute().miou
+    assert (tmp_path / "eval" / "confusion.png").is_file() and "| **mean** |" in capsys.readouterr().out
+
+
+def test_eval_refuses_a_class_count_mismatch(tmp_path, capsys):
+    root = synthetic.write_dataset(tmp_path / "data", train=1, val=1, size=64)
+    net = build_segmenter("Seg-T/16", num_classes=3, image_size=64, embed_dim=64, depth=1, num_heads=1)
+    net.metadata = ModelMetadata.for_classes(["a", "b", "c"], window_size=64)
+    save_checkpoint(net, tmp_path / "ckpt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--dataset", "custom", "--data-root", str(root),
+                 "--device", "cpu"]) == 2
+    assert "predicts 3 classes but custom has 5" in capsys.readouterr().err
