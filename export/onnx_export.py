@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,16 +38,11 @@ def export_onnx(net: Segmenter, out_dir: str | Path, window_size: int | None = N
     big = sum(p.numel() * p.element_size() for p in net.parameters()) > 0.9 * _TWO_GB
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         path = Path(tmp) / ONNX_FILE
-        quiet = logging.getLogger("torch.onnx")
-        previous, quiet.level = quiet.level, logging.ERROR
-        try:
-            torch.onnx.export(
-                net, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamo=True, external_data=big, verbose=False,
-                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=4096)}},
-            )
-        finally:
-            quiet.level = previous
+        torch.onnx.export(
+            net, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            opset_version=opset, dynamo=True, external_data=big, verbose=False,
+            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=4096)}},
+        )
         for produced in Path(tmp).iterdir():  # model.onnx (+ model.onnx.data for >2 GB models)
             shutil.move(str(produced), out / produced.name)
     metadata = net.metadata.replace(window_size=window, window_stride=min(net.metadata.window_stride, window))

@@ -8,6 +8,7 @@ resumed from `last/` therefore continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -207,7 +208,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
             micro_step += 1
             images, masks = images.to(ctx.device, non_blocking=True), masks.to(ctx.device, non_blocking=True)
             sync = micro == cfg.run.accumulation - 1 or ctx.world_size == 1
-            with (model.no_sync() if not sync else _null()), torch.autocast(
+            with (model.no_sync() if not sync else contextlib.nullcontext()), torch.autocast(
                     ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(images)
                 loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX) / cfg.run.accumulation
@@ -240,12 +241,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     progress.close()
     distributed.teardown()
     return result
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _evaluate_and_save(cfg, ctx, net, val_set, optimizer, scaler, iteration, best, out) -> dict[str, Any]:
