@@ -5,7 +5,7 @@ colours per instance, so telling them apart needs both shape (round or elongated
 (stripes or dots), never colour.
 Deterministic for a seed. Used by the demo models and the tests.
 
-    python -m training.data.synthetic --out data/synthetic      # 800 train + 100 val images, 256×256
+    python -m training.data.synthetic --out data/synthetic      # 800 train + 100 val images, 160×160
 
 `data.dataset: synthetic` in a config writes this dataset on first use (see training/configs/demo.yaml).
 """
@@ -70,7 +70,7 @@ def render(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_dataset(out: str | Path, train: int = 800, val: int = 100, size: int = 256, seed: int = 0) -> Path:
+def write_dataset(out: str | Path, train: int = 800, val: int = 100, size: int = 160, seed: int = 0) -> Path:
     """Write ROOT/images/{train,val}/*.png, ROOT/masks/{train,val}/*.png and ROOT/classes.json."""
     root = Path(out)
     rng = np.random.default_rng(seed)
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--train", type=int, default=800)
     parser.add_argument("--val", type=int, default=100)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(write_dataset(args.out, args.train, args.val, args.size, args.seed))
