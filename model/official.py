@@ -89,13 +89,13 @@ def config_from_variant(net_kwargs: dict[str, Any], source: str = VARIANT_FILE) 
         raise CheckpointError(f"{source}: {exc}") from None
 
 
-def metadata_from_variant(variant: dict[str, Any], num_classes: int, source: str) -> ModelMetadata:
+def metadata_from_variant(variant: dict[str, Any], config: SegmenterConfig, source: str) -> ModelMetadata:
     net = variant["net_kwargs"]
     data = variant.get("dataset_kwargs") or {}
     inference = variant.get("inference_kwargs") or {}
     normalization = net.get("normalization") or data.get("normalization") or "vit"
     mean, std = normalization_stats(normalization)
-    window = int(inference.get("window_size") or data.get("crop_size") or config_image_size(net))
+    window = int(inference.get("window_size") or data.get("crop_size") or config.image_size)
     stride = int(inference.get("window_stride") or window)
     dataset = str(data.get("dataset", "")).lower()
     provenance = {"source": "official", "path": source, "backbone": net.get("backbone")}
@@ -104,17 +104,12 @@ def metadata_from_variant(variant: dict[str, Any], num_classes: int, source: str
             dataset, normalization=normalization, window_size=window, window_stride=stride,
             provenance=provenance,
         )
-        if meta.num_classes == num_classes:
+        if meta.num_classes == config.num_classes:
             return meta
     return ModelMetadata.for_classes(
-        [f"class_{i}" for i in range(num_classes)], mean=mean, std=std, window_size=window,
+        [f"class_{i}" for i in range(config.num_classes)], mean=mean, std=std, window_size=window,
         window_stride=stride, dataset=dataset or "unknown", provenance=provenance,
     )
-
-
-def config_image_size(net_kwargs: dict[str, Any]) -> int:
-    size = net_kwargs.get("image_size", 512)
-    return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
 def load_official_checkpoint(path: str | Path, data: dict | None = None) -> Segmenter:
@@ -135,6 +130,6 @@ def load_official_checkpoint(path: str | Path, data: dict | None = None) -> Segm
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no state_dict (expected a dict with a 'model' entry)")
     state = {k: v for k, v in state.items() if not k.startswith(_UNUSED_PREFIXES)}
-    net = Segmenter(config, metadata=metadata_from_variant(variant, config.num_classes, str(path)))
+    net = Segmenter(config, metadata=metadata_from_variant(variant, config, str(path)))
     load_weights_strict(net, state, str(path))
     return net.eval()

@@ -144,13 +144,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     if per_rank * ctx.world_size * cfg.run.accumulation != cfg.run.batch_size or per_rank < 1:
         raise ValueError(f"run.batch_size {cfg.run.batch_size} must be a multiple of processes ({ctx.world_size}) "
                          f"× run.accumulation ({cfg.run.accumulation})")
-    variant = get_variant(cfg.model.variant)
-    mean, std = normalization_stats(variant.normalization)
-    transform = TrainTransform(cfg.data.crop_size, mean, std, cfg.data.base_size, cfg.data.ratio_range,
-                               cfg.data.cat_max_ratio, cfg.data.photometric)
-    train_set = build_dataset(cfg.data.dataset, cfg.data.root, "train", transform)
+    train_set = build_dataset(cfg.data.dataset, cfg.data.root, "train")
     val_set = build_dataset(cfg.data.dataset, cfg.data.root, "val")
     net = build_model(cfg, train_set.class_names, train_set.palette, train_set.name).to(ctx.device)
+    # Normalize with the mean/std saved in the checkpoint, so training and inference cannot differ.
+    train_set.transform = TrainTransform(cfg.data.crop_size, net.metadata.mean, net.metadata.std,
+                                         cfg.data.base_size, cfg.data.ratio_range, cfg.data.cat_max_ratio,
+                                         cfg.data.photometric)
     optimizer = make_optimizer(cfg, net)
     scaler = torch.amp.GradScaler(ctx.device.type) if cfg.run.amp == "fp16" else None
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
