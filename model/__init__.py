@@ -29,6 +29,7 @@ from model.sliding_window import (
 )
 from model.visualization import colorize, draw_legend, mask_to_image, overlay
 from model.weights import CheckpointError
+from model.window_plan import View, WindowPlan, plan_windows
 
 __all__ = [
     "MULTISCALE_SCALES",
@@ -40,6 +41,8 @@ __all__ = [
     "Segmenter",
     "SegmenterConfig",
     "Variant",
+    "View",
+    "WindowPlan",
     "build_segmenter",
     "class_id_dtype",
     "colorize",
@@ -54,6 +57,7 @@ __all__ = [
     "merge_windows",
     "normalization_stats",
     "overlay",
+    "plan_windows",
     "read_checkpoint_description",
     "resize_pos_embed",
     "resize_to_window",

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model.metadata import ModelMetadata
 from model.segmenter import Segmenter
-from model.sliding_window import merge_windows, resize_to_window, run_windows, tile_windows
+from model.sliding_window import run_windows
+from model.window_plan import WindowPlan, plan_windows
 
 MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -99,38 +99,31 @@ class Predictor:
         with torch.inference_mode(), self._autocast():
             return run_windows(self.net, crops, self.batch_size)
 
+    def plan(self, image: torch.Tensor, multiscale: bool = False, scales: Sequence[float] | None = None) -> WindowPlan:
+        """Every window a normalized 1×3×H×W image needs (see `model.window_plan`)."""
+        if scales is None:
+            scales = MULTISCALE_SCALES if multiscale else (1.0,)
+        flips = (False, True) if multiscale else (False,)
+        return plan_windows(image, self.window_size, self.window_stride, scales, flips)
+
     def logits_at_scale(self, image: torch.Tensor, scale: float = 1.0, flip: bool = False) -> torch.Tensor:
         """Sliding-window logits of one normalized 1×3×H×W image, as C×H×W float32.
 
         The image is resized by `scale`, upscaled to the window if needed, tiled, merged and
         resized back to H×W; with `flip`, the mirrored image is segmented and mirrored back.
         """
-        height, width = image.shape[-2:]
-        x = torch.flip(image, dims=(3,)) if flip else image
-        if scale != 1.0:
-            size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        x = resize_to_window(x, self.window_size)
-        crops, anchors = tile_windows(x, self.window_size, self.window_stride)
-        merged = merge_windows(self.forward_windows(crops), anchors, tuple(x.shape[-2:]))
-        if tuple(merged.shape[-2:]) != (height, width):
-            merged = F.interpolate(merged[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        return torch.flip(merged, dims=(2,)) if flip else merged
+        plan = plan_windows(image, self.window_size, self.window_stride, (scale,), (flip,))
+        return plan.view_logits(plan.views[0], self.forward_windows(plan.crops))
 
     def probabilities_tensor(
         self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None
     ) -> torch.Tensor:
-        """C×H×W float32 softmax probabilities on the device (mean over scales and flips)."""
-        image = self.to_tensor(rgb)
-        if scales is None:
-            scales = MULTISCALE_SCALES if multiscale else (1.0,)
-        flips = (False, True) if multiscale else (False,)
-        total = None
-        for scale in scales:
-            for flip in flips:
-                probs = self.logits_at_scale(image, scale, flip).softmax(dim=0)
-                total = probs if total is None else total.add_(probs)
-        return total / (len(scales) * len(flips))
+        """C×H×W float32 softmax probabilities on the device (mean over scales and flips).
+
+        The windows of every scale and flip run through the model together, in batches.
+        """
+        plan = self.plan(self.to_tensor(rgb), multiscale, scales)
+        return plan.probabilities(self.forward_windows(plan.crops))
 
     def probabilities(self, rgb: np.ndarray, multiscale: bool = False) -> np.ndarray:
         """H×W×3 uint8 RGB -> C×H×W float32 class probabilities (numpy)."""

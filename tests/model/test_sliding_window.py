@@ -77,3 +77,22 @@ def test_predictor_matches_official_inference(rng, shape, window, stride):
     got = pred.probabilities(rgb)
     assert got.shape == (5, *shape) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
+def test_window_plan_gives_the_same_answer_whatever_the_batching():
+    """The service runs a plan's windows in batches shared with other requests, in any order."""
+    from model import plan_windows
+
+    net = tiny_segmenter(seed=2)
+    image = torch.randn(1, 3, 70, 100)
+    plan = plan_windows(image, window=64, stride=40, scales=(0.75, 1.0), flips=(False, True))
+    assert plan.num_windows == sum(v.stop - v.start for v in plan.views)
+    with torch.inference_mode():
+        together = net(plan.crops)
+        order = torch.randperm(plan.num_windows)
+        shuffled = torch.cat([net(plan.crops[order[i : i + 3]]) for i in range(0, plan.num_windows, 3)])
+    back = torch.empty_like(shuffled)
+    back[order] = shuffled
+    torch.testing.assert_close(plan.probabilities(back), plan.probabilities(together), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="window logits for a plan"):
+        plan.probabilities(together[:-1])

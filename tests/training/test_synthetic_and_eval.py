@@ -1,4 +1,4 @@
-"""The synthetic dataset is deterministic and needs shape and texture; `segmenter eval` scores it."""
+"""The synthetic dataset is deterministic and its classes are textures, not colours; `segmenter eval` scores it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_deterministic_for_a_seed(tmp_path):
     assert names == synthetic.CLASSES
 
 
-def test_every_class_needs_shape_and_texture():
+def test_classes_are_told_apart_by_texture_not_colour():
     rng = np.random.default_rng(0)
     seen, colours = set(), {c: [] for c in range(1, 5)}
     for _ in range(40):
@@ -45,7 +45,7 @@ def test_synthetic_dataset_is_written_on_first_use(tmp_path, monkeypatch):
     small = functools.partial(synthetic.write_dataset, train=4, val=2, size=64)
     monkeypatch.setattr(synthetic, "write_dataset", small)
     ds = build_dataset("synthetic", tmp_path / "synth", "val")
-    assert len(ds) == 2 and ds.class_names[3] == "striped bar"
+    assert len(ds) == 2 and ds.class_names[3] == "checks"
     assert build_dataset("synthetic", tmp_path / "synth", "train").samples  # reused, not rewritten
 
 
