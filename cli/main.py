@@ -18,6 +18,7 @@ COMMANDS = {
     "export": "export.cli",
     "train": "training.cli",
     "eval": "training.cli",
+    "serve": "service.cli",
 }
 
 

@@ -42,13 +42,13 @@ class Predictor:
         batch_size: windows per forward pass.
         metadata: override `net.metadata` (required when the net has none).
         backend: run the windows through this callable instead of `net` (e.g. an ONNX Runtime
-            or TensorRT runner: B×3×w×w normalized -> B×C×w×w logits); `net` then only
-            supplies the metadata and the class count, and is not moved to `device`.
+            or TensorRT runner: B×3×w×w normalized -> B×C×w×w logits); `net` may then be None
+            (pass `metadata=`), and is not moved to `device`.
     """
 
     def __init__(
         self,
-        net: Segmenter,
+        net: Segmenter | None,
         device: str | torch.device = "cpu",
         precision: str = "fp32",
         window_size: int | None = None,
@@ -57,7 +57,9 @@ class Predictor:
         metadata: ModelMetadata | None = None,
         backend: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        metadata = metadata or net.metadata
+        if net is None and backend is None:
+            raise ValueError("Predictor needs a model (net=) or a backend callable (backend=)")
+        metadata = metadata or (net.metadata if net is not None else None)
         if metadata is None:
             raise ValueError("the model has no metadata (classes, normalization, window); pass metadata=")
         if precision not in PRECISIONS:
@@ -69,7 +71,7 @@ class Predictor:
         self.window_stride = window_stride or min(metadata.window_stride, self.window_size)
         self.batch_size = batch_size
         self.net = backend if backend is not None else net.to(self.device).eval()
-        self.num_classes = net.num_classes
+        self.num_classes = net.num_classes if net is not None else metadata.num_classes
         self._mean = torch.tensor(metadata.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)
 

@@ -1,0 +1,83 @@
+"""Turn one models-file entry into a `Predictor` that runs on the configured backend.
+
+Every backend is used the same way afterwards: `predictor.to_tensor`, `predictor.plan` and
+`predictor.forward_windows` (B×3×w×w normalized -> B×C×w×w float32 logits on its device).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from export import ExportError, OnnxRuntimeRunner, ort_providers, read_exported
+from model import CheckpointError, Predictor, load_segmenter
+from service.model_specs import ModelSpec
+
+EXPORT_MARKER = "model.onnx"
+
+
+class ModelLoadError(RuntimeError):
+    """A configured model cannot be served; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    spec: ModelSpec
+    predictor: Predictor
+    patch_size: int | None  # None when only an exported graph is known and it does not say
+    backend_detail: str  # e.g. "torch fp32 on cpu", "onnxruntime [CPUExecutionProvider]"
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} is configured but no CUDA GPU is visible; "
+                             "set device: cpu or run on a GPU host (docker compose with the nvidia runtime)")
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load, place and wrap one model. Raises ModelLoadError with the reason."""
+    path = Path(spec.checkpoint)
+    if not path.exists():
+        raise ModelLoadError(f"checkpoint {path} does not exist (model {spec.name!r}); "
+                             "fix `checkpoint` in the models file")
+    _check_device(spec.device)
+    windows = dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size)
+    try:
+        if spec.backend == "torch":
+            if path.is_dir() and (path / EXPORT_MARKER).is_file():
+                raise ModelLoadError(f"{path} is an exported ONNX model; use backend onnxruntime or tensorrt for it")
+            net = load_segmenter(path)
+            predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
+            return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
+        if not (path.is_dir() and (path / EXPORT_MARKER).is_file()):
+            raise ModelLoadError(f"backend {spec.backend} needs an exported folder with {EXPORT_MARKER}; "
+                                 f"{path} is not one. Run `segmenter export onnx {path} OUT` "
+                                 "and point `checkpoint` at OUT")
+        exported = read_exported(path)
+        if spec.window_size not in (None, exported.window_size):
+            raise ModelLoadError(f"{path} was exported for {exported.window_size}-pixel windows; remove window_size "
+                                 "from the models file or export again at the size you want")
+        ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
+        cache = spec.tensorrt_cache or (path / "tensorrt-cache")
+        providers = ort_providers(ort_device, tensorrt_cache=cache, fp16=spec.precision == "fp16",
+                                  window=spec.window_size or exported.window_size, max_batch=spec.max_batch_size)
+        runner = OnnxRuntimeRunner(exported, providers)
+        # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
+        predictor = Predictor(None, device="cpu", metadata=exported.metadata, backend=runner, **windows)
+        return LoadedModel(spec, predictor, exported.config.get("patch_size"),
+                           f"onnxruntime {runner.providers}")
+    except (CheckpointError, ExportError, ValueError, OSError) as exc:
+        raise ModelLoadError(f"cannot load model {spec.name!r} from {path}: {exc}") from exc
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Run one full batch, so the first request does not pay for lazy initialisation."""
+    predictor = model.predictor
+    window = predictor.window_size
+    crops = torch.zeros(model.spec.max_batch_size, 3, window, window, device=predictor.device)
+    logits = predictor.forward_windows(crops)
+    if not torch.isfinite(logits).all():
+        raise ModelLoadError(f"model {model.spec.name!r} produced NaN/inf logits on a blank image; "
+                             "the weights are broken")

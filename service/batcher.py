@@ -1,0 +1,202 @@
+"""Cross-request batching of sliding windows: the window, not the image, is the unit.
+
+Each request hands its N windows (N×3×w×w, already normalized) to the model's `WindowBatcher`
+and awaits their logits. One worker task per model takes windows from the head of the queue —
+across requests, in arrival order — until `max_batch_size` windows are gathered or the oldest
+has waited `max_queue_delay_ms`, runs them in one forward pass on the model's own thread, and
+scatters the logits back. One large image and many small ones thus share batches.
+
+Back-pressure and clean-up:
+- the queue holds at most `max_queue_windows` windows; `submit` raises `QueueFull` beyond it;
+- a request that is cancelled (client gone, deadline passed) takes its unrun windows out;
+- a failing batch (exception, out of memory) fails only the requests that had windows in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+
+class QueueFull(RuntimeError):
+    """The model's window queue is full; answer 503 and let the client retry."""
+
+
+class BatchFailed(RuntimeError):
+    """The forward pass that held some of this request's windows raised."""
+
+
+@dataclass(eq=False)
+class _Job:
+    """One request's windows and where their logits go."""
+
+    crops: torch.Tensor  # N×3×w×w
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+    next: int = 0  # first window not yet taken into a batch
+    outputs: list[torch.Tensor | None] = field(default_factory=list)  # logits per batch slice, in order
+    done_windows: int = 0
+    queue_wait: float = 0.0  # seconds from submit until its first window ran
+    compute: float = 0.0  # seconds of forward passes its windows were part of
+
+    @property
+    def remaining(self) -> int:
+        return len(self.crops) - self.next
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    size: int  # windows in the batch
+    compute: float  # seconds of the forward pass
+
+
+class WindowBatcher:
+    """Queue windows of many requests for one model and run them in shared batches.
+
+    Args:
+        forward: B×3×w×w normalized -> B×C×w×w logits (e.g. `Predictor.forward_windows`); it is
+            only ever called from one thread, so a GPU model needs no locking.
+        max_batch_size: windows per forward pass.
+        max_queue_delay_s: how long a partial batch waits for more windows.
+        max_queue_windows: windows allowed to wait; more raises QueueFull.
+        on_batch: called after each batch (metrics), with its size and timings.
+    """
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], max_batch_size: int,
+                 max_queue_delay_s: float, max_queue_windows: int,
+                 on_batch: Callable[[BatchStats], None] | None = None, name: str = "model") -> None:
+        self.forward = forward
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_windows = max_queue_windows
+        self.on_batch = on_batch
+        self._jobs: deque[_Job] = deque()
+        self._queued = 0  # windows waiting, over all jobs
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
+        self._worker: asyncio.Task | None = None
+
+    # --- the request side ------------------------------------------------------------------
+    @property
+    def queued_windows(self) -> int:
+        return self._queued
+
+    async def run(self, crops: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+        """Run a request's N windows; returns (N×C×w×w logits, queue wait s, compute s).
+
+        Raises QueueFull at once when the queue has no room (an empty queue always accepts a
+        request, however large, so every image can be served), BatchFailed when a batch that
+        held its windows failed. Cancelling the awaiting task withdraws the unrun windows.
+        """
+        if len(crops) == 0:
+            raise ValueError("no windows to run")
+        if self._queued and self._queued + len(crops) > self.max_queue_windows:
+            raise QueueFull(f"{self._queued} windows are queued (limit {self.max_queue_windows})")
+        self._ensure_worker()
+        job = _Job(crops, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        self._queued += len(crops)
+        self._wakeup.set()
+        try:
+            logits = await job.future
+        finally:
+            self._withdraw(job)
+        return logits, job.queue_wait, job.compute
+
+    def _withdraw(self, job: _Job) -> None:
+        """Take a finished or abandoned job's unrun windows out of the queue."""
+        if job in self._jobs:
+            self._jobs.remove(job)
+            self._queued -= job.remaining
+            job.next = len(job.crops)
+
+    # --- the worker side -------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name="window-batcher")
+
+    async def _gather_batch(self) -> list[tuple[_Job, int, int]]:
+        """Wait for windows, then take up to max_batch_size: [(job, start, stop), ...]."""
+        while not self._queued:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        deadline = self._jobs[0].enqueued + self.max_queue_delay_s
+        while self._queued < self.max_batch_size and (wait := deadline - time.perf_counter()) > 0:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            except TimeoutError:
+                break
+        if not self._queued:  # everything was withdrawn while we waited
+            return []
+        slices, room = [], self.max_batch_size
+        while room and self._jobs:
+            job = self._jobs[0]
+            take = min(room, job.remaining)
+            slices.append((job, job.next, job.next + take))
+            job.next += take
+            job.outputs.append(None)
+            room -= take
+            self._queued -= take
+            if not job.remaining:
+                self._jobs.popleft()
+        return slices
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            slices = await self._gather_batch()
+            if not slices:
+                continue
+            started = time.perf_counter()
+            for job, start, _ in slices:
+                if start == 0:
+                    job.queue_wait = started - job.enqueued
+            batch = [job.crops[start:stop] for job, start, stop in slices]
+            try:
+                logits = await loop.run_in_executor(self._executor, self._forward, batch)
+            except Exception as exc:  # noqa: BLE001 - any backend failure fails this batch only
+                for job, _, _ in slices:
+                    if not job.future.done():
+                        job.future.set_exception(BatchFailed(f"{type(exc).__name__}: {exc}"))
+                    self._withdraw(job)
+                continue
+            compute = time.perf_counter() - started
+            if self.on_batch:
+                self.on_batch(BatchStats(sum(stop - start for _, start, stop in slices), compute))
+            offset = 0
+            for job, start, stop in slices:
+                part = logits[offset : offset + stop - start]
+                offset += stop - start
+                self._deliver(job, start, stop, part, compute)
+
+    def _forward(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return self.forward(torch.cat(batch) if len(batch) > 1 else batch[0])
+
+    def _deliver(self, job: _Job, start: int, stop: int, logits: torch.Tensor, compute: float) -> None:
+        if job.future.done():  # cancelled or failed meanwhile: drop its results
+            return
+        slot = next(i for i, out in enumerate(job.outputs) if out is None)
+        job.outputs[slot] = logits
+        job.compute += compute
+        job.done_windows += stop - start
+        if job.done_windows == len(job.crops):
+            job.future.set_result(torch.cat(job.outputs) if len(job.outputs) > 1 else job.outputs[0])
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        for job in self._jobs:
+            if not job.future.done():
+                job.future.set_exception(BatchFailed("the service is shutting down"))
+        self._executor.shutdown(wait=True)

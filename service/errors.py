@@ -1,0 +1,50 @@
+"""One JSON shape for every error the service returns.
+
+    {"error": {"status": 415, "code": "unsupported_media_type", "message": "... send JPEG, PNG ..."}}
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "content_too_large",
+                415: "unsupported_media_type", 422: "invalid_parameters", 500: "internal_error",
+                503: "unavailable", 504: "timeout"}
+
+
+class ServiceError(Exception):
+    """An error a client caused (or can retry); becomes a JSON response with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_body(status: int, code: str, message: str, **extra) -> dict:
+    return {"error": {"status": status, "code": code, "message": message, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(error_body(exc.status, exc.code, exc.message), exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 413:
+            limit = request.app.state.settings.max_upload_bytes
+            message = (f"the request body is larger than {limit:,} bytes (SEGMENTER_MAX_UPLOAD_BYTES); "
+                       "send a smaller image")
+        code = STATUS_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(exc.status_code, code, message), exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+        return JSONResponse(error_body(422, "invalid_parameters", summary, problems=problems), 422)

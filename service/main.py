@@ -1,0 +1,64 @@
+"""Build the FastAPI app: settings, models, routes. Nothing else lives here.
+
+    uvicorn --factory service.main:create_app      # or: segmenter serve
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+
+from service.errors import install_error_handlers
+from service.metrics import ServiceMetrics
+from service.model_pool import ModelPool
+from service.model_specs import load_models_file
+from service.routes import health, metrics, models, segment, ui
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("segmenter.service")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    models_file = load_models_file(settings.models)  # a bad models file stops start-up, with the reason
+    service_metrics = ServiceMetrics()
+    pool = ModelPool(models_file, settings, service_metrics)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+        if settings.fail_fast:
+            await pool.load_all()  # raises: uvicorn reports it and exits
+            loading = None
+        else:
+            loading = asyncio.create_task(pool.load_all(), name="load-models")
+        try:
+            yield
+        finally:
+            if loading is not None and not loading.done():
+                loading.cancel()
+            await pool.close()
+            app.state.executor.shutdown(wait=True)
+
+    app = FastAPI(title="Segmenter", version="0.1.0", lifespan=lifespan,
+                  description="Semantic segmentation with Segmenter (Strudel et al., ICCV 2021). "
+                  "POST an image to /segment; see /models for the models served.")
+    app.state.settings, app.state.metrics, app.state.pool = settings, service_metrics, pool
+    install_error_handlers(app)
+    # The byte limit is enforced while the body arrives, not only from Content-Length.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           expose_headers=["X-Segmenter-Model", "X-Segmenter-Classes", "Server-Timing"])
+    for module in (segment, models, health, metrics, ui):
+        app.include_router(module.router)
+    return app

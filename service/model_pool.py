@@ -1,0 +1,125 @@
+"""The models this process serves: loading state, aliases, and one batcher per model.
+
+Models load in the background at start-up (an engine build can take minutes), so /healthz
+answers at once and /readyz reports each model's state — loading, ready, or failed with the
+reason — until all are ready. With `fail_fast`, start-up stops at the first model that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from service.backends import LoadedModel, ModelLoadError, load_model, warm_up
+from service.batcher import BatchStats, WindowBatcher
+from service.metrics import ServiceMetrics
+from service.model_specs import ModelsFile, ModelSpec
+from service.settings import Settings
+
+log = logging.getLogger("segmenter.service")
+
+
+class UnknownModel(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown model {name!r}; known models and aliases: {', '.join(known)}")
+        self.name, self.known = name, known
+
+
+class ModelUnavailable(RuntimeError):
+    """The model is configured but not (yet) loaded; the message says why."""
+
+
+@dataclass
+class ServedModel:
+    spec: ModelSpec
+    state: str = "loading"  # loading | ready | failed
+    reason: str | None = None
+    loaded: LoadedModel | None = None
+    batcher: WindowBatcher | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when loading ends, either way
+
+
+class ModelPool:
+    def __init__(self, models_file: ModelsFile, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models = {spec.name: ServedModel(spec) for spec in models_file.models}
+        self.aliases = {alias: spec.name for spec in models_file.models for alias in spec.aliases}
+        first = models_file.models[0].name
+        self.default = settings.default_model or models_file.default or first
+        if self.default not in self.models and self.default not in self.aliases:
+            raise UnknownModel(self.default, self.known_names())
+        for name in self.models:
+            metrics.set_model_state(name, "loading")
+
+    def known_names(self) -> list[str]:
+        return sorted([*self.models, *self.aliases])
+
+    def resolve(self, name: str | None) -> ServedModel:
+        """The served model for a request's `model` field (name, alias or None for the default)."""
+        key = name or self.default
+        canonical = self.aliases.get(key, key)
+        if canonical not in self.models:
+            raise UnknownModel(key, self.known_names())
+        return self.models[canonical]
+
+    def get_ready(self, name: str | None) -> ServedModel:
+        served = self.resolve(name)
+        if served.state != "ready":
+            detail = f": {served.reason}" if served.reason else " (still loading; see /readyz)"
+            raise ModelUnavailable(f"model {served.spec.name!r} is {served.state}{detail}")
+        return served
+
+    @property
+    def all_ready(self) -> bool:
+        return all(m.state == "ready" for m in self.models.values())
+
+    # --- start-up and shut-down ------------------------------------------------------------
+    async def load_all(self) -> None:
+        """Load every model, one after the other (they may share one GPU); never raises
+        unless `fail_fast` is set."""
+        for served in self.models.values():
+            await self._load(served)
+
+    async def _load(self, served: ServedModel) -> None:
+        name = served.spec.name
+        log.info("loading model %s from %s (%s on %s)", name, served.spec.checkpoint, served.spec.backend,
+                 served.spec.device)
+        try:
+            loaded = await asyncio.to_thread(load_model, served.spec)
+            if self.settings.warmup:
+                log.info("warming up %s (first run builds kernels/engines; can take minutes on a GPU)", name)
+                await asyncio.to_thread(warm_up, loaded)
+        except ModelLoadError as exc:
+            served.state, served.reason = "failed", str(exc)
+            self.metrics.set_model_state(name, "failed")
+            served.ready.set()
+            log.error("model %s is unavailable: %s", name, exc)
+            if self.settings.fail_fast:
+                raise
+            return
+        served.loaded = loaded
+        served.batcher = WindowBatcher(
+            loaded.predictor.forward_windows, served.spec.max_batch_size, self.settings.max_queue_delay_ms / 1000,
+            self.settings.max_queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name)
+        served.state = "ready"
+        self.metrics.set_model_state(name, "ready")
+        served.ready.set()
+        log.info("model %s ready: %s, window %d stride %d", name, loaded.backend_detail,
+                 loaded.predictor.window_size, loaded.predictor.window_stride)
+
+    def _record_batch(self, name: str, stats: BatchStats) -> None:
+        self.metrics.batch_size.labels(model=name).observe(stats.size)
+        self.metrics.compute.labels(model=name).observe(stats.compute)
+        self.metrics.windows.labels(model=name).inc(stats.size)
+
+    async def wait_loaded(self) -> None:
+        """Until every model has finished loading (ready or failed)."""
+        for served in self.models.values():
+            await served.ready.wait()
+
+    async def close(self) -> None:
+        for served in self.models.values():
+            if served.batcher is not None:
+                await served.batcher.close()

@@ -1,0 +1,100 @@
+"""The models file (`SEGMENTER_MODELS`): which models to serve, and how.
+
+    default: accurate                 # optional: model or alias used when a request names none
+    models:
+      - name: demo-seg-t16
+        checkpoint: demo-seg-t16      # relative to this file: our checkpoint folder, an official
+                                      # checkpoint.pth (+ variant.yml), or an exported ONNX folder
+        aliases: [accurate]
+        backend: torch                # torch | onnxruntime | tensorrt (ONNX Runtime's TensorRT EP)
+        device: cpu                   # cpu | cuda | cuda:1 ...
+        precision: fp32               # fp32 | fp16 | bf16
+        max_batch_size: 8             # windows per forward pass
+        window_size: null             # override the checkpoint's sliding window (pixels)
+        window_stride: null
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ModelsFileError(ValueError):
+    """The models file is missing or invalid; the message names the file and the problem."""
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+    checkpoint: Path
+    aliases: list[str] = Field(default_factory=list)
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    device: str = "cpu"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    max_batch_size: int = Field(8, ge=1, le=1024)
+    window_size: int | None = Field(None, ge=16)
+    window_stride: int | None = Field(None, ge=1)
+    tensorrt_cache: Path | None = None  # where ONNX Runtime keeps built TensorRT engines
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+        return device
+
+    @model_validator(mode="after")
+    def _backend_fits_device(self) -> ModelSpec:
+        if self.backend == "tensorrt" and self.device == "cpu":
+            raise ValueError("backend tensorrt needs a cuda device")
+        if self.backend == "onnxruntime" and self.precision != "fp32":
+            raise ValueError("backend onnxruntime runs the exported fp32 graph; use precision fp32 "
+                             "(or backend tensorrt, which builds fp16 engines)")
+        return self
+
+
+class ModelsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: str | None = None
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> ModelsFile:
+        seen: dict[str, str] = {}
+        for spec in self.models:
+            for key in [spec.name, *spec.aliases]:
+                if key in seen:
+                    raise ValueError(f"{key!r} names both {seen[key]!r} and {spec.name!r}; "
+                                     "names and aliases must be unique")
+                seen[key] = spec.name
+        if self.default is not None and self.default not in seen:
+            raise ValueError(f"default {self.default!r} is not a model name or alias ({sorted(seen)})")
+        return self
+
+
+def load_models_file(path: str | Path) -> ModelsFile:
+    """Read and validate a models file; checkpoint paths become absolute (relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelsFileError(f"models file {path} does not exist; set SEGMENTER_MODELS to a YAML file "
+                              "listing the models (see models/demo.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        parsed = ModelsFile.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ModelsFileError(f"models file {path} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        raise ModelsFileError(f"models file {path} is invalid: {problems}") from exc
+    for spec in parsed.models:
+        if not spec.checkpoint.is_absolute():
+            spec.checkpoint = (path.parent / spec.checkpoint).resolve()
+        if spec.tensorrt_cache is not None and not spec.tensorrt_cache.is_absolute():
+            spec.tensorrt_cache = (path.parent / spec.tensorrt_cache).resolve()
+    return parsed

@@ -1,0 +1,1 @@
+"""One resource per module: segment, models, health, metrics, and the web page."""

@@ -1,0 +1,102 @@
+"""Service fixtures: tiny checkpoints the tests write, a models file, and a running app.
+
+Two tiny models stand in for the real pair: `tiny-16` (alias `accurate`, patch 16) and
+`tiny-32` (alias `fast`, patch 32), both with 64-pixel windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from model import Predictor, load_segmenter, save_checkpoint
+from service.main import create_app
+from service.settings import Settings
+from tests.conftest import tiny_segmenter
+
+
+def write_models(root: Path, entries: list[dict], default: str | None = None) -> Path:
+    path = root / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": entries, **({"default": default} if default else {})}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("service-models")
+    save_checkpoint(tiny_segmenter(seed=11, patch_size=16), root / "tiny-16")
+    save_checkpoint(tiny_segmenter(seed=12, patch_size=32, decoder="linear"), root / "tiny-32")
+    return root
+
+
+def standard_entries(checkpoints: Path, **extra) -> list[dict]:
+    return [
+        {"name": "tiny-16", "checkpoint": str(checkpoints / "tiny-16"), "aliases": ["accurate"], **extra},
+        {"name": "tiny-32", "checkpoint": str(checkpoints / "tiny-32"), "aliases": ["fast"], **extra},
+    ]
+
+
+def make_settings(models_file: Path, **overrides) -> Settings:
+    return Settings(models=models_file, **overrides)
+
+
+@pytest.fixture
+def models_file(checkpoints, tmp_path) -> Path:
+    return write_models(tmp_path, standard_entries(checkpoints, max_batch_size=4), default="accurate")
+
+
+def started_client(app: FastAPI) -> TestClient:
+    """A TestClient whose lifespan ran and whose models finished loading."""
+    client = TestClient(app)
+    client.__enter__()
+    client.portal.call(app.state.pool.wait_loaded)
+    return client
+
+
+@pytest.fixture
+def client(models_file) -> Iterator[TestClient]:
+    client = started_client(create_app(make_settings(models_file)))
+    yield client
+    client.__exit__(None, None, None)
+
+
+def reference_predictor(checkpoints: Path, name: str) -> Predictor:
+    return Predictor(load_segmenter(checkpoints / name), batch_size=4)
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB picture (blobs, not noise: closer to what the models see)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
+def encode(rgb: np.ndarray, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return image
+
+
+def post_image(client: TestClient, data: bytes, filename: str = "image.png", **fields) -> httpx.Response:
+    form = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in fields.items()}
+    return client.post("/segment", files={"image": (filename, data, "application/octet-stream")}, data=form)
+
+
+def run(coro):
+    return asyncio.run(coro)
