@@ -27,6 +27,10 @@ def error_body(status: int, code: str, message: str, **extra) -> dict:
     return {"error": {"status": status, "code": code, "message": message, **extra}}
 
 
+def too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit:,} bytes (SEGMENTER_MAX_UPLOAD_BYTES); send a smaller image"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -36,9 +40,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = str(exc.detail)
         if exc.status_code == 413:
-            limit = request.app.state.settings.max_upload_bytes
-            message = (f"the request body is larger than {limit:,} bytes (SEGMENTER_MAX_UPLOAD_BYTES); "
-                       "send a smaller image")
+            message = too_large_message(request.app.state.settings.max_upload_bytes)
         code = STATUS_CODES.get(exc.status_code, "error")
         return JSONResponse(error_body(exc.status_code, code, message), exc.status_code,
                             headers=getattr(exc, "headers", None))

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
@@ -21,6 +20,7 @@ from service.model_pool import ModelPool
 from service.model_specs import load_models_file
 from service.routes import health, metrics, models, segment, ui
 from service.settings import Settings, get_settings
+from service.upload_limit import UploadLimitMiddleware
 
 log = logging.getLogger("segmenter.service")
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.metrics, app.state.pool = settings, service_metrics, pool
     install_error_handlers(app)
     # The byte limit is enforced while the body arrives, not only from Content-Length.
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_upload_bytes)
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            expose_headers=["X-Segmenter-Model", "X-Segmenter-Classes", "Server-Timing"])

@@ -1,4 +1,4 @@
-"""The synthetic dataset is deterministic and its classes are textures, not colours; `segmenter eval` scores it."""
+"""The synthetic dataset is deterministic, objects carry their hue family, `segmenter eval` scores it."""
 
 from __future__ import annotations
 
@@ -25,20 +25,28 @@ def test_deterministic_for_a_seed(tmp_path):
     assert names == synthetic.CLASSES
 
 
-def test_classes_are_told_apart_by_texture_not_colour():
+def test_objects_have_their_hue_family_and_backgrounds_any_colour():
+    import colorsys
+
     rng = np.random.default_rng(0)
-    seen, colours = set(), {c: [] for c in range(1, 5)}
+    seen, hues, background = set(), {c: [] for c in range(1, 5)}, []
     for _ in range(40):
         image, mask = synthetic.render(96, rng)
-        for c in np.unique(mask):
-            seen.add(int(c))
-            if c:
-                colours[int(c)].append(image[mask == c].mean(0))
+        seen.update(int(c) for c in np.unique(mask))
+        for c in range(1, 5):
+            if (mask == c).sum() > 200:
+                # the brightest pixels are the un-shaded (or brightened) base colour
+                pixels = image[mask == c].astype(float) / 255
+                r, g, b = np.median(pixels[pixels.sum(1) > np.percentile(pixels.sum(1), 50)], axis=0)
+                hues[c].append(colorsys.rgb_to_hsv(r, g, b)[0])
+        background.append(image[mask == 0].mean(0))
     assert seen == {0, 1, 2, 3, 4}
-    # colour does not identify a class: every class's mean colours span most of the range
-    for c, values in colours.items():
-        spread = np.ptp(np.array(values), axis=0)
-        assert (spread > 100).all(), (c, spread)
+    for c, values in hues.items():
+        target = synthetic.HUES[synthetic.CLASSES[c]]
+        distance = np.abs((np.array(values) - target + 0.5) % 1.0 - 0.5)  # on the hue circle
+        assert np.median(distance) < 0.06, (synthetic.CLASSES[c], np.median(distance))
+    # background colour does not identify it: its mean colours span most of the range
+    assert (np.ptp(np.array(background), axis=0) > 100).all()
 
 
 def test_synthetic_dataset_is_written_on_first_use(tmp_path, monkeypatch):

@@ -1,0 +1,110 @@
+"""Every error a client can cause gets its status code and a JSON message; the service stays up."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.main import create_app
+from tests.service.conftest import encode, make_settings, post_image, random_image, started_client
+
+VALID = encode(random_image(64, 64, seed=1))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares width×height over an 8×8 body: a decompression-bomb probe."""
+    full = encode(np.zeros((8, 8, 3), np.uint8))
+    ihdr = full.index(b"IHDR")
+    patched = bytearray(full)
+    patched[ihdr + 4 : ihdr + 8] = width.to_bytes(4, "big")
+    patched[ihdr + 8 : ihdr + 12] = height.to_bytes(4, "big")
+    crc = zlib.crc32(bytes(patched[ihdr : ihdr + 4 + 13]))
+    patched[ihdr + 17 : ihdr + 21] = crc.to_bytes(4, "big")
+    return bytes(patched)
+
+
+def _animated(fmt: str) -> bytes:
+    frames = [Image.fromarray(random_image(32, 32, seed=s)) for s in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+CASES = {
+    "empty": (b"", 400, "empty_image"),
+    "text": (b"hello, this is not an image at all" * 10, 415, "unsupported_media_type"),
+    "wrong magic": (b"\x89PNX" + VALID[4:], 415, "unsupported_media_type"),
+    "gif": (encode(random_image(32, 32), "GIF"), 415, "unsupported_media_type"),
+    "animated png": (_animated("PNG"), 415, "multi_frame_image"),
+    "multi-page tiff": (_animated("TIFF"), 415, "multi_frame_image"),
+    "truncated png": (VALID[: len(VALID) // 2], 400, "corrupt_image"),
+    "truncated jpeg": (encode(random_image(64, 64), "JPEG")[:300], 400, "corrupt_image"),
+    "huge header, tiny body": (_png_header_only(60_000, 60_000), 413, "image_too_large"),
+    "pixels over the limit": (encode(np.zeros((1200, 1100, 3), np.uint8)), 413, "image_too_large"),
+}
+
+
+@pytest.fixture(scope="module")
+def strict_client(tmp_path_factory, checkpoints):
+    from tests.service.conftest import standard_entries, write_models
+
+    models = write_models(tmp_path_factory.mktemp("strict"), standard_entries(checkpoints))
+    client = started_client(create_app(make_settings(models, max_image_pixels=1_000_000, max_upload_bytes=300_000)))
+    yield client
+    client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_images_get_a_clear_4xx_and_the_next_request_works(strict_client, case):
+    data, status, code = CASES[case]
+    response = post_image(strict_client, data)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["status"] == status and error["code"] == code and len(error["message"]) > 20
+    assert post_image(strict_client, VALID).status_code == 200
+
+
+def test_upload_over_the_byte_limit_is_413_with_or_without_content_length(strict_client):
+    big = encode(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8))
+    assert len(big) > 300_000
+    response = post_image(strict_client, big)
+    assert response.status_code == 413 and "300,000 bytes" in response.json()["error"]["message"]
+    # Chunked: no Content-Length, so the limit must be counted while the body arrives.
+    boundary = "segmenterboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks():
+        for i in range(0, len(body), 16384):
+            yield body[i : i + 16384]
+
+    response = strict_client.post("/segment", content=chunks(),
+                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "content_too_large"
+    assert post_image(strict_client, VALID).status_code == 200
+
+
+def test_unknown_model_is_404_listing_the_known_ones(strict_client):
+    response = post_image(strict_client, VALID, model="seg-XL/99")
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "seg-XL/99" in message and all(n in message for n in ("tiny-16", "tiny-32", "fast", "accurate"))
+
+
+@pytest.mark.parametrize("fields", [{"output": "gif"}, {"alpha": "2"}, {"alpha": "x"}, {"multiscale": "perhaps"}])
+def test_bad_parameters_are_422(strict_client, fields):
+    response = post_image(strict_client, VALID, **fields)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_parameters"
+    assert list(fields)[0] in response.json()["error"]["message"]
+
+
+def test_missing_image_field_is_422(strict_client):
+    response = strict_client.post("/segment", data={"output": "mask"})
+    assert response.status_code == 422 and "image" in response.json()["error"]["message"]
