@@ -1,0 +1,33 @@
+"""Run the app in a real uvicorn server on a free port, in a background thread.
+
+The listening socket is bound before the thread starts, so clients can connect at once: their
+connections wait in the backlog until uvicorn serves them — no polling for start-up. Build the
+app with `fail_fast=True` so every model is loaded before the first request is answered.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import uvicorn
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(128)
+        host, port = self.socket.getsockname()
+        self.url = f"http://{host}:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.socket.close()
