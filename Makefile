@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint bench clean
+.PHONY: install serve test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# The service on this machine with the bundled demo models: http://127.0.0.1:8000 (web page at /)
+serve: install
+	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 $(BIN)/segmenter serve --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8000)
 
 lint: install
 	$(BIN)/ruff check .

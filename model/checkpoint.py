@@ -33,6 +33,15 @@ FORMAT_NAME = "segmenter"
 FORMAT_VERSION = 1
 
 
+def _apply_umask(folder: Path) -> None:
+    """Give the folder and its files the permissions a plain mkdir/open would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~umask)
+
+
 def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMetadata | None = None,
                     extra_files: Mapping[str, bytes] | None = None) -> Path:
     """Write `net` (and its metadata) to the folder `path`, replacing it atomically.
@@ -70,6 +79,7 @@ def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMeta
             if name in (WEIGHTS_FILE, META_FILE) or "/" in name:
                 raise ValueError(f"extra file name {name!r} is reserved or not a plain file name")
             (tmp / name).write_bytes(content)
+        _apply_umask(tmp)  # mkdtemp makes 0700: others (a service user, a container) could not read it
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -36,7 +36,7 @@ def _check_device(device: str) -> None:
                              "set device: cpu or run on a GPU host (docker compose with the nvidia runtime)")
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
+def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
     """Load, place and wrap one model. Raises ModelLoadError with the reason."""
     path = Path(spec.checkpoint)
     if not path.exists():
@@ -60,7 +60,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             raise ModelLoadError(f"{path} was exported for {exported.window_size}-pixel windows; remove window_size "
                                  "from the models file or export again at the size you want")
         ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
-        cache = spec.tensorrt_cache or (path / "tensorrt-cache")
+        # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.
+        cache = spec.tensorrt_cache or (cache_dir / spec.name if cache_dir else path / "tensorrt-cache")
         providers = ort_providers(ort_device, tensorrt_cache=cache, fp16=spec.precision == "fp16",
                                   window=spec.window_size or exported.window_size, max_batch=spec.max_batch_size)
         runner = OnnxRuntimeRunner(exported, providers)

@@ -35,6 +35,7 @@ class ServedModel:
     spec: ModelSpec
     state: str = "loading"  # loading | ready | failed
     reason: str | None = None
+    detail: str | None = None  # what loading is doing now, shown by /readyz
     loaded: LoadedModel | None = None
     batcher: WindowBatcher | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when loading ends, either way
@@ -87,12 +88,15 @@ class ModelPool:
         log.info("loading model %s from %s (%s on %s)", name, served.spec.checkpoint, served.spec.backend,
                  served.spec.device)
         try:
-            loaded = await asyncio.to_thread(load_model, served.spec)
+            served.detail = "loading weights"
+            loaded = await asyncio.to_thread(load_model, served.spec, self.settings.cache_dir)
             if self.settings.warmup:
-                log.info("warming up %s (first run builds kernels/engines; can take minutes on a GPU)", name)
+                served.detail = ("warming up: building the TensorRT engine (minutes at first start, then cached)"
+                                 if served.spec.backend == "tensorrt" else "warming up")
+                log.info("%s: %s", name, served.detail)
                 await asyncio.to_thread(warm_up, loaded)
         except ModelLoadError as exc:
-            served.state, served.reason = "failed", str(exc)
+            served.state, served.reason, served.detail = "failed", str(exc), None
             self.metrics.set_model_state(name, "failed")
             served.ready.set()
             log.error("model %s is unavailable: %s", name, exc)
@@ -103,7 +107,7 @@ class ModelPool:
         served.batcher = WindowBatcher(
             loaded.predictor.forward_windows, served.spec.max_batch_size, self.settings.max_queue_delay_ms / 1000,
             self.settings.max_queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name)
-        served.state = "ready"
+        served.state, served.detail = "ready", None
         self.metrics.set_model_state(name, "ready")
         served.ready.set()
         log.info("model %s ready: %s, window %d stride %d", name, loaded.backend_detail,

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run one batch per model before reporting ready")
     preprocess_threads: int = Field(4, ge=1, description="threads decoding, tiling and merging images")
     torch_threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+    cache_dir: Path | None = Field(None, description="where TensorRT engines are built and kept "
+                                   "(default: a tensorrt-cache folder beside each ONNX file)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from browsers")
 
 

@@ -18,6 +18,7 @@ async def healthz() -> dict:
 @router.get("/readyz", summary="Readiness: every configured model is loaded and warmed up",
             responses={503: {"description": "some model is loading or failed; `models` says which and why"}})
 async def readyz(pool: PoolDep) -> JSONResponse:
-    models = {name: {"state": m.state, **({"reason": m.reason} if m.reason else {})} for name, m in pool.models.items()}
+    models = {name: {"state": m.state, **{k: v for k, v in (("reason", m.reason), ("detail", m.detail)) if v}}
+              for name, m in pool.models.items()}
     ready = pool.all_ready
     return JSONResponse({"status": "ready" if ready else "not ready", "models": models}, 200 if ready else 503)

@@ -170,3 +170,19 @@ def test_yaml_with_python_objects_is_refused(tmp_path):
     (tmp_path / "variant.yml").write_text("net_kwargs: !!python/object/apply:os.system ['touch pwned']\n")
     with pytest.raises(CheckpointError, match="not valid YAML"):
         load_segmenter(tmp_path / "checkpoint.pth")
+
+
+def test_saved_checkpoints_are_readable_by_others_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    from model import save_checkpoint
+    from tests.conftest import tiny_segmenter
+
+    old = os.umask(0o022)
+    try:
+        folder = save_checkpoint(tiny_segmenter(), tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()} == {0o644}

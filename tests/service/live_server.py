@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 
+import httpx
 import uvicorn
 
 
@@ -25,6 +26,8 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
+        # Answered only once start-up (and, with fail_fast, model loading) is complete.
+        httpx.get(self.url + "/healthz", timeout=120).raise_for_status()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -130,3 +130,30 @@ def test_onnxruntime_backend_serves_an_export_like_pytorch(checkpoints, tmp_path
         assert "segmenter export onnx" in info["wrong"]["reason"]
     finally:
         client.__exit__(None, None, None)
+
+
+def test_readyz_shows_loading_progress_until_the_models_are_warm(models_file, monkeypatch):
+    import threading
+
+    import service.model_pool as model_pool
+
+    release, entered = threading.Event(), threading.Event()
+    real_load = model_pool.load_model
+
+    def slow_load(spec, cache_dir=None):
+        entered.set()
+        assert release.wait(30)
+        return real_load(spec, cache_dir)
+
+    monkeypatch.setattr(model_pool, "load_model", slow_load)
+    with TestClient(create_app(make_settings(models_file))) as client:
+        assert entered.wait(30)
+        loading = client.get("/readyz")
+        assert loading.status_code == 503
+        assert loading.json()["models"]["tiny-16"] == {"state": "loading", "detail": "loading weights"}
+        assert client.get("/healthz").status_code == 200  # alive while loading
+        refused = post_image(client, encode(random_image(64, 64)))
+        assert refused.status_code == 503 and "still loading" in refused.json()["error"]["message"]
+        release.set()
+        client.portal.call(client.app.state.pool.wait_loaded)
+        assert client.get("/readyz").status_code == 200

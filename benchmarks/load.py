@@ -1,0 +1,201 @@
+"""Load test: the service's throughput and latency against the raw Predictor on the same work.
+
+Starts `segmenter serve` on a free port with a models file (default: the bundled demo models),
+measures the raw batched throughput of the same model in this process first (all windows of
+all images through `Predictor.forward_windows` in batches of the model's max_batch_size, then
+merged — what the service does, minus HTTP, decoding and encoding), then sends the same images
+at each concurrency level and reports images/s, p50/p95/p99 latency, the ratio to raw, and the
+server's peak memory (VmHWM).
+
+    python benchmarks/load.py                                        # demo models, 1/8/32 clients
+    python benchmarks/load.py --model accurate --size 480 360 --requests 200
+    python benchmarks/load.py --variant Seg-B-Mask/16 --requests 4 --concurrency 1   # RSS of a big model
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from model import ModelMetadata, Predictor, build_segmenter, load_segmenter, save_checkpoint  # noqa: E402
+from service.model_specs import load_models_file  # noqa: E402
+from service.settings import BUNDLED_MODELS  # noqa: E402
+
+# glibc keeps freed memory instead of returning it to the kernel at every step; measured 25-45%
+# faster forward passes on CPU (docs/benchmarks.md). The Dockerfile sets the same.
+ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+
+
+def make_images(count: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        small = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        images.append(np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR)))
+    return images
+
+
+def png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int = 3) -> float:
+    """Images/s of plan -> batched forward over all windows of all images -> merge -> argmax."""
+
+    def once() -> None:
+        with torch.inference_mode():
+            plans = [predictor.plan(predictor.to_tensor(rgb)) for rgb in images]
+            logits = predictor.forward_windows(torch.cat([p.crops for p in plans]))
+            offset = 0
+            for plan in plans:
+                plan.probabilities(logits[offset : offset + plan.num_windows]).argmax(0).cpu().numpy()
+                offset += plan.num_windows
+
+    once()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return len(images) / statistics.median(times)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(models_file: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, **ALLOCATOR_ENV, "SEGMENTER_MAX_QUEUE_WINDOWS": "100000"}
+    command = [sys.executable, "-m", "cli", "serve", "--models", str(models_file), "--port", str(port),
+               "--log-level", "warning"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the service exited with code {process.returncode}; see its log")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the service did not become ready in time")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run_level(url: str, bodies: list[bytes], model: str, concurrency: int, requests: int) -> dict:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = iter(range(requests))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for i in counter:
+            body = bodies[i % len(bodies)]
+            start = time.perf_counter()
+            response = await client.post("/segment", files={"image": ("x.png", body)}, data={"model": model})
+            latencies.append(time.perf_counter() - start)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*[client_loop(client) for _ in range(concurrency)])
+        elapsed = time.perf_counter() - start
+    q = np.percentile(latencies, [50, 95, 99]) * 1000
+    return {"concurrency": concurrency, "requests": requests, "images_per_s": requests / elapsed,
+            "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "statuses": statuses}
+
+
+def big_model_file(variant: str, folder: Path) -> Path:
+    """A randomly initialised `variant` with ADE20K metadata: realistic size and memory."""
+    net = build_segmenter(variant, num_classes=150)
+    save_checkpoint(net, folder / "big", ModelMetadata.for_dataset("ade20k"))
+    path = folder / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": [{"name": variant, "checkpoint": str(folder / "big"),
+                                                "max_batch_size": 4}]}))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=BUNDLED_MODELS, help="models file to serve")
+    parser.add_argument("--variant", help="serve a randomly initialised registry variant instead (for memory)")
+    parser.add_argument("--model", help="model name or alias to request (default: the file's first)")
+    parser.add_argument("--size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
+    parser.add_argument("--images", type=int, default=16, help="distinct images, cycled")
+    parser.add_argument("--requests", type=int, default=96, help="requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models_file = big_model_file(args.variant, Path(tmp)) if args.variant else args.models
+        specs = load_models_file(models_file)
+        spec = next((m for m in specs.models if args.model in (None, m.name, *m.aliases)), None)
+        if spec is None:
+            raise SystemExit(f"no model {args.model!r} in {models_file}")
+        images = make_images(args.images, *args.size)
+        bodies = [png(rgb) for rgb in images]
+
+        predictor = Predictor(load_segmenter(spec.checkpoint), batch_size=spec.max_batch_size)
+        raw = raw_throughput(predictor, images)
+        windows = sum(predictor.plan(predictor.to_tensor(rgb)).num_windows for rgb in images) / len(images)
+        del predictor
+        print(f"model {spec.name} ({spec.backend}, {spec.device}), {args.size[0]}×{args.size[1]} images, "
+              f"{windows:g} windows each, max_batch_size {spec.max_batch_size}, "
+              f"torch threads {torch.get_num_threads()}")
+        print(f"raw batched Predictor: {raw:.2f} images/s")
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = Path(tmp) / "service.log"
+        process = start_service(models_file, port, log)
+        try:
+            wait_ready(url, process)
+            print("| concurrency | requests | images/s | vs raw | p50 ms | p95 ms | p99 ms | statuses |")
+            print("|---:|---:|---:|---:|---:|---:|---:|---|")
+            for concurrency in args.concurrency:
+                asyncio.run(run_level(url, bodies, spec.name, concurrency, min(args.requests, 2 * concurrency)))
+                r = asyncio.run(run_level(url, bodies, spec.name, concurrency, args.requests))
+                print(f"| {concurrency} | {r['requests']} | {r['images_per_s']:.2f} | {r['images_per_s'] / raw:.0%} "
+                      f"| {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['statuses']} |")
+            print(f"service peak RSS (VmHWM): {peak_rss_mib(process.pid):.0f} MiB")
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        if process.returncode not in (0, -15):
+            print(log.read_text()[-3000:])
+
+
+if __name__ == "__main__":
+    main()
