@@ -1,0 +1,116 @@
+"""The CPU deployment, end to end: build the image, `docker compose up` the CPU variant, wait
+until healthy, segment an image, check /metrics counted it.
+
+Runs when SEGMENTER_DOCKER_TEST=1 (`.ci/run` sets it). It starts a local engine with
+../shared/docker/local-engine.sh (no registry here: the base image is a build arg); when no
+engine can start, the test is skipped with a loud reason.
+
+    SEGMENTER_DOCKER_TEST=1 .venv/bin/python -m pytest tests/docker -s
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import Predictor, load_segmenter
+from tests.service.conftest import encode
+from training.data.synthetic import render
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE = ROOT.parent / "shared" / "docker" / "local-engine.sh"
+COMPOSE = ["docker", "compose", "-p", "segmenter-ci", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
+IMAGE = "segmenter:cpu"
+
+pytestmark = pytest.mark.skipif(os.environ.get("SEGMENTER_DOCKER_TEST") != "1",
+                                reason="docker test: set SEGMENTER_DOCKER_TEST=1 (.ci/run does)")
+
+
+def _run(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _base_image() -> str:
+    """Start the local engine; its last output line names the local base image."""
+    if not ENGINE.is_file():
+        return _skip(f"{ENGINE} is missing, so no Docker engine can be started here")
+    result = _run(["bash", str(ENGINE)], timeout=900)
+    if result.returncode != 0:
+        return _skip(f"the Docker engine did not start ({result.stderr.strip()[-500:]})")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _skip(reason: str):
+    message = f"DOCKER TEST SKIPPED: {reason}"
+    print("\n" + "!" * 80 + "\n" + message + "\n" + "!" * 80)
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(container: str, timeout: float) -> None:
+    """Poll Docker's view of the healthcheck (an external process: nothing to await)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = json.loads(_run(["docker", "inspect", "--format", "{{json .State}}", container], timeout=30).stdout)
+        if state.get("Health", {}).get("Status") == "healthy":
+            return
+        if state["Status"] in ("exited", "dead"):
+            break
+        time.sleep(2)
+    logs = _run(["docker", "logs", container], timeout=30)
+    pytest.fail(f"container {container} not healthy: {state}\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+
+
+def test_cpu_compose_serves_the_demo_models():
+    base = _base_image()
+    # No PyTorch index is reachable here: PyPI's torch (a CUDA build that runs on the CPU) stands
+    # in for the default CPU-only index users get.
+    torch_index = os.environ.get("SEGMENTER_DOCKER_TORCH_INDEX", "https://pypi.org/simple")
+    build = _run(["docker", "build", "--network", "host", "-f", "docker/Dockerfile.cpu",
+                  "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"TORCH_INDEX_URL={torch_index}",
+                  "-t", IMAGE, "."], timeout=1800)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+
+    port = _free_port()
+    env = {**os.environ, "SEGMENTER_PORT": str(port), "BASE_IMAGE": base}
+    up = _run([*COMPOSE, "up", "-d", "--no-build"], timeout=300, env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        container = _run([*COMPOSE, "ps", "-q", "segmenter"], timeout=60, env=env).stdout.strip()
+        _wait_healthy(container, timeout=300)
+        inspect = json.loads(_run(["docker", "inspect", container], timeout=30).stdout)[0]
+        assert inspect["Config"]["User"] == "10001:10001"  # not root
+        assert inspect["HostConfig"]["ReadonlyRootfs"] is True
+        assert list(inspect["Config"]["ExposedPorts"]) == ["8000/tcp"]
+
+        rgb, truth = render(320, np.random.default_rng(123))
+        url = f"http://127.0.0.1:{port}"
+        response = httpx.post(url + "/segment", files={"image": ("scene.png", encode(rgb))},
+                              data={"model": "accurate"}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-segmenter-model"] == "demo-seg-t16"
+        mask = np.asarray(Image.open(io.BytesIO(response.content)))
+        expected = Predictor(load_segmenter(ROOT / "models" / "demo-seg-t16")).predict(rgb)
+        np.testing.assert_array_equal(mask, expected)  # same answer as PyTorch outside the container
+        assert (mask == truth).mean() > 0.9  # and a right one: the demo model knows these textures
+        metrics = httpx.get(url + "/metrics", timeout=30).text
+        assert 'segmenter_requests_total{model="demo-seg-t16",output="mask",status="200"} 1.0' in metrics
+    finally:
+        _run([*COMPOSE, "down", "-v", "--remove-orphans"], timeout=300, env=env)
