@@ -1,14 +1,15 @@
 """Load test: the service's throughput and latency against the raw Predictor on the same work.
 
-Starts `segmenter serve` on a free port with a models file (default: the bundled demo models),
-measures the raw batched throughput of the same model in this process first (all windows of
-all images through `Predictor.forward_windows` in batches of the model's max_batch_size, then
-merged — what the service does, minus HTTP, decoding and encoding), then sends the same images
-at each concurrency level and reports images/s, p50/p95/p99 latency, the ratio to raw, and the
-server's peak memory (VmHWM).
+Starts `segmenter serve` on a free port with a models file (default: the bundled demo models).
+Per concurrency level it alternates two measurements, because this VM's speed drifts: the raw
+batched throughput of the same model in this process (8 images at a time: every window through
+`Predictor.forward_windows` in batches of the model's max_batch_size, then merged — what the
+service does, minus HTTP, decoding and encoding), and the service answering the same images.
+Reports images/s, p50/p95/p99 latency, the ratio to raw, the load generator's own CPU use (it
+shares the machine) and the server's peak memory (VmHWM).
 
     python benchmarks/load.py                                        # demo models, 1/8/32 clients
-    python benchmarks/load.py --model accurate --size 480 360 --requests 200
+    python benchmarks/load.py --model fast --size 320 240 --requests 128
     python benchmarks/load.py --variant Seg-B-Mask/16 --requests 4 --concurrency 1   # RSS of a big model
 """
 
@@ -42,6 +43,9 @@ from service.settings import BUNDLED_MODELS  # noqa: E402
 # glibc keeps freed memory instead of returning it to the kernel at every step; measured 25-45%
 # faster forward passes on CPU (docs/benchmarks.md). The Dockerfile sets the same.
 ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+# The CPU serving set-up of `make serve` and the CPU image: one torch thread per batch worker
+# (the demo models run two workers), two preprocessing threads. Override by exporting them.
+SERVICE_ENV = {"SEGMENTER_TORCH_THREADS": "1", "SEGMENTER_PREPROCESS_THREADS": "2"}
 
 
 def make_images(count: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
@@ -59,17 +63,19 @@ def png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int = 3) -> float:
-    """Images/s of plan -> batched forward over all windows of all images -> merge -> argmax."""
+def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int = 3, group: int = 8) -> float:
+    """Images/s of plan -> batched forward -> merge -> argmax, `group` images at a time (their
+    windows batched together, as the service batches 8 concurrent requests)."""
 
     def once() -> None:
         with torch.inference_mode():
-            plans = [predictor.plan(predictor.to_tensor(rgb)) for rgb in images]
-            logits = predictor.forward_windows(torch.cat([p.crops for p in plans]))
-            offset = 0
-            for plan in plans:
-                plan.probabilities(logits[offset : offset + plan.num_windows]).argmax(0).cpu().numpy()
-                offset += plan.num_windows
+            for i in range(0, len(images), group):
+                plans = [predictor.plan(predictor.to_tensor(rgb)) for rgb in images[i : i + group]]
+                logits = predictor.forward_windows(torch.cat([p.crops for p in plans]))
+                offset = 0
+                for plan in plans:
+                    plan.class_ids(logits[offset : offset + plan.num_windows]).cpu().numpy()
+                    offset += plan.num_windows
 
     once()  # warm-up
     times = []
@@ -86,8 +92,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(models_file: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, **ALLOCATOR_ENV, "SEGMENTER_MAX_QUEUE_WINDOWS": "100000"}
+def start_service(models_file: Path, port: int, log: Path, tuned_for_demo: bool = True) -> subprocess.Popen:
+    env = {**(SERVICE_ENV if tuned_for_demo else {}), **os.environ, **ALLOCATOR_ENV,
+           "SEGMENTER_MAX_QUEUE_WINDOWS": "100000"}
     command = [sys.executable, "-m", "cli", "serve", "--models", str(models_file), "--port", str(port),
                "--log-level", "warning"]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -114,7 +121,20 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def run_level(url: str, bodies: list[bytes], model: str, concurrency: int, requests: int) -> dict:
+BOUNDARY = "segmenter-load-boundary"
+HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def multipart(image: bytes, model: str) -> bytes:
+    """The request body, built once per image so the load generator spends little CPU per request
+    (it shares the machine with the service)."""
+    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{model}\r\n'.encode(),
+             f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+             f"Content-Type: image/png\r\n\r\n".encode(), image, f"\r\n--{BOUNDARY}--\r\n".encode()]
+    return b"".join(parts)
+
+
+async def run_level(url: str, bodies: list[bytes], concurrency: int, requests: int) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = iter(range(requests))
@@ -123,18 +143,20 @@ async def run_level(url: str, bodies: list[bytes], model: str, concurrency: int,
         for i in counter:
             body = bodies[i % len(bodies)]
             start = time.perf_counter()
-            response = await client.post("/segment", files={"image": ("x.png", body)}, data={"model": model})
+            response = await client.post("/segment", content=body, headers=HEADERS)
             latencies.append(time.perf_counter() - start)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        cpu_start = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*[client_loop(client) for _ in range(concurrency)])
         elapsed = time.perf_counter() - start
+        client_cpu = time.process_time() - cpu_start
     q = np.percentile(latencies, [50, 95, 99]) * 1000
     return {"concurrency": concurrency, "requests": requests, "images_per_s": requests / elapsed,
-            "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "statuses": statuses}
+            "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "statuses": statuses, "client_cpu": client_cpu / elapsed}
 
 
 def big_model_file(variant: str, folder: Path) -> Path:
@@ -148,14 +170,18 @@ def big_model_file(variant: str, folder: Path) -> Path:
 
 
 def main() -> None:
+    if any(os.environ.get(k) != v for k, v in ALLOCATOR_ENV.items()):
+        # Raw and service must run under the same allocator settings: restart with them.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_ENV})
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=BUNDLED_MODELS, help="models file to serve")
     parser.add_argument("--variant", help="serve a randomly initialised registry variant instead (for memory)")
     parser.add_argument("--model", help="model name or alias to request (default: the file's first)")
-    parser.add_argument("--size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
-    parser.add_argument("--images", type=int, default=16, help="distinct images, cycled")
-    parser.add_argument("--requests", type=int, default=96, help="requests per concurrency level")
+    parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
+    parser.add_argument("--images", type=int, default=32, help="distinct images, cycled")
+    parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level and round")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/service measurements per level")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,36 +191,49 @@ def main() -> None:
         if spec is None:
             raise SystemExit(f"no model {args.model!r} in {models_file}")
         images = make_images(args.images, *args.size)
-        bodies = [png(rgb) for rgb in images]
+        bodies = [multipart(png(rgb), spec.name) for rgb in images]
 
         predictor = Predictor(load_segmenter(spec.checkpoint), batch_size=spec.max_batch_size)
-        raw = raw_throughput(predictor, images)
         windows = sum(predictor.plan(predictor.to_tensor(rgb)).num_windows for rgb in images) / len(images)
-        del predictor
         print(f"model {spec.name} ({spec.backend}, {spec.device}), {args.size[0]}×{args.size[1]} images, "
               f"{windows:g} windows each, max_batch_size {spec.max_batch_size}, "
-              f"torch threads {torch.get_num_threads()}")
-        print(f"raw batched Predictor: {raw:.2f} images/s")
+              f"torch threads {torch.get_num_threads()}, {args.rounds} rounds per level")
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = Path(tmp) / "service.log"
-        process = start_service(models_file, port, log)
+        process = start_service(models_file, port, log, tuned_for_demo=not args.variant)
+        rows = []
         try:
             wait_ready(url, process)
-            print("| concurrency | requests | images/s | vs raw | p50 ms | p95 ms | p99 ms | statuses |")
-            print("|---:|---:|---:|---:|---:|---:|---:|---|")
             for concurrency in args.concurrency:
-                asyncio.run(run_level(url, bodies, spec.name, concurrency, min(args.requests, 2 * concurrency)))
-                r = asyncio.run(run_level(url, bodies, spec.name, concurrency, args.requests))
-                print(f"| {concurrency} | {r['requests']} | {r['images_per_s']:.2f} | {r['images_per_s'] / raw:.0%} "
-                      f"| {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['statuses']} |")
-            print(f"service peak RSS (VmHWM): {peak_rss_mib(process.pid):.0f} MiB")
+                asyncio.run(run_level(url, bodies, concurrency, min(args.requests, 2 * concurrency)))  # warm-up
+                # This VM's speed drifts by tens of percent over minutes, so raw and service are
+                # measured alternately (raw while the service idles) and the medians compared.
+                raws, runs = [], []
+                for _ in range(args.rounds):
+                    raws.append(raw_throughput(predictor, images))
+                    runs.append(asyncio.run(run_level(url, bodies, concurrency, args.requests)))
+                rows.append((concurrency, statistics.median(raws), runs))
+            rss = peak_rss_mib(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=60)
-        if process.returncode not in (0, -15):
-            print(log.read_text()[-3000:])
+            if process.returncode not in (0, -15):
+                print(log.read_text()[-3000:])
+        print("| concurrency | requests | images/s | raw images/s | vs raw | p50 ms | p95 ms | p99 ms | statuses | "
+              "client CPU |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for concurrency, raw, runs in rows:
+            r = sorted(runs, key=lambda run: run["images_per_s"])[len(runs) // 2]  # the median round
+            statuses: dict[int, int] = {}
+            for run in runs:
+                for code, n in run["statuses"].items():
+                    statuses[code] = statuses.get(code, 0) + n
+            print(f"| {concurrency} | {sum(run['requests'] for run in runs)} | {r['images_per_s']:.2f} | {raw:.2f} "
+                  f"| {r['images_per_s'] / raw:.0%} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} "
+                  f"| {statuses} | {r['client_cpu']:.0%} |")
+        print(f"service peak RSS (VmHWM): {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -136,5 +136,6 @@ class Predictor:
 
         The argmax runs on the device, so only the small mask is copied back.
         """
-        ids = self.probabilities_tensor(rgb, multiscale).argmax(dim=0)
+        plan = self.plan(self.to_tensor(rgb), multiscale)
+        ids = plan.class_ids(self.forward_windows(plan.crops))
         return ids.cpu().numpy().astype(class_id_dtype(self.num_classes))

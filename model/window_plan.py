@@ -61,6 +61,19 @@ class WindowPlan:
         return total / len(self.views)
 
 
+    def class_ids(self, logits: torch.Tensor) -> torch.Tensor:
+        """N×C×w×w window logits -> H×W int64 class ids (argmax, on the logits' device).
+
+        With a single view the softmax is skipped: it does not change the argmax, and over
+        150 classes it costs more than the merge.
+        """
+        if len(self.views) == 1:
+            if len(logits) != self.num_windows:
+                raise ValueError(f"{len(logits)} window logits for a plan of {self.num_windows} windows")
+            return self.view_logits(self.views[0], logits).argmax(dim=0)
+        return self.probabilities(logits).argmax(dim=0)
+
+
 def plan_windows(
     image: torch.Tensor,
     window: int,

@@ -40,7 +40,7 @@ class _Job:
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     next: int = 0  # first window not yet taken into a batch
-    outputs: list[torch.Tensor | None] = field(default_factory=list)  # logits per batch slice, in order
+    outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # logits per slice, by first window
     done_windows: int = 0
     queue_wait: float = 0.0  # seconds from submit until its first window ran
     compute: float = 0.0  # seconds of forward passes its windows were part of
@@ -60,8 +60,10 @@ class WindowBatcher:
     """Queue windows of many requests for one model and run them in shared batches.
 
     Args:
-        forward: B×3×w×w normalized -> B×C×w×w logits (e.g. `Predictor.forward_windows`); it is
-            only ever called from one thread, so a GPU model needs no locking.
+        forward: B×3×w×w normalized -> B×C×w×w logits (e.g. `Predictor.forward_windows`).
+        workers: batches run at the same time, each on its own thread. 1 (the default) for a GPU:
+            one stream of batches, no locking. On a CPU, 2+ workers with fewer torch threads
+            each keep every core busy where one forward pass cannot (docs/benchmarks.md).
         max_batch_size: windows per forward pass.
         max_queue_delay_s: how long a partial batch waits for more windows.
         max_queue_windows: windows allowed to wait; more raises QueueFull.
@@ -70,7 +72,7 @@ class WindowBatcher:
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], max_batch_size: int,
                  max_queue_delay_s: float, max_queue_windows: int,
-                 on_batch: Callable[[BatchStats], None] | None = None, name: str = "model") -> None:
+                 on_batch: Callable[[BatchStats], None] | None = None, name: str = "model", workers: int = 1) -> None:
         self.forward = forward
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
@@ -79,8 +81,9 @@ class WindowBatcher:
         self._jobs: deque[_Job] = deque()
         self._queued = 0  # windows waiting, over all jobs
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
-        self._worker: asyncio.Task | None = None
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batcher-{name}")
+        self._tasks: list[asyncio.Task] = []
 
     # --- the request side ------------------------------------------------------------------
     @property
@@ -118,8 +121,9 @@ class WindowBatcher:
 
     # --- the worker side -------------------------------------------------------------------
     def _ensure_worker(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name="window-batcher")
+        self._tasks = [t for t in self._tasks if not t.done()]
+        while len(self._tasks) < self.workers:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._work(), name="window-batcher"))
 
     async def _gather_batch(self) -> list[tuple[_Job, int, int]]:
         """Wait for windows, then take up to max_batch_size: [(job, start, stop), ...]."""
@@ -141,7 +145,6 @@ class WindowBatcher:
             take = min(room, job.remaining)
             slices.append((job, job.next, job.next + take))
             job.next += take
-            job.outputs.append(None)
             room -= take
             self._queued -= take
             if not job.remaining:
@@ -182,20 +185,17 @@ class WindowBatcher:
     def _deliver(self, job: _Job, start: int, stop: int, logits: torch.Tensor, compute: float) -> None:
         if job.future.done():  # cancelled or failed meanwhile: drop its results
             return
-        slot = next(i for i, out in enumerate(job.outputs) if out is None)
-        job.outputs[slot] = logits
+        job.outputs[start] = logits
         job.compute += compute
         job.done_windows += stop - start
         if job.done_windows == len(job.crops):
-            job.future.set_result(torch.cat(job.outputs) if len(job.outputs) > 1 else job.outputs[0])
+            parts = [job.outputs[k] for k in sorted(job.outputs)]  # with several workers, slices finish in any order
+            job.future.set_result(torch.cat(parts) if len(parts) > 1 else parts[0])
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for job in self._jobs:
             if not job.future.done():
                 job.future.set_exception(BatchFailed("the service is shutting down"))

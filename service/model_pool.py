@@ -106,7 +106,8 @@ class ModelPool:
         served.loaded = loaded
         served.batcher = WindowBatcher(
             loaded.predictor.forward_windows, served.spec.max_batch_size, self.settings.max_queue_delay_ms / 1000,
-            self.settings.max_queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name)
+            self.settings.max_queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name,
+            workers=served.spec.workers)
         served.state, served.detail = "ready", None
         self.metrics.set_model_state(name, "ready")
         served.ready.set()

@@ -10,6 +10,7 @@
         device: cpu                   # cpu | cuda | cuda:1 ...
         precision: fp32               # fp32 | fp16 | bf16
         max_batch_size: 8             # windows per forward pass
+        workers: 1                    # batches in flight at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
         window_size: null             # override the checkpoint's sliding window (pixels)
         window_stride: null
 """
@@ -37,6 +38,7 @@ class ModelSpec(BaseModel):
     device: str = "cpu"
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     max_batch_size: int = Field(8, ge=1, le=1024)
+    workers: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
     window_size: int | None = Field(None, ge=16)
     window_stride: int | None = Field(None, ge=1)
     tensorrt_cache: Path | None = None  # where ONNX Runtime keeps built TensorRT engines

@@ -28,14 +28,15 @@ class Segmentation:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, queue, compute, merge
 
 
-def _plan(predictor: Predictor, rgb: np.ndarray, multiscale: bool) -> WindowPlan:
+def _prepare(predictor: Predictor, data: bytes, max_pixels: int, multiscale: bool) -> tuple[np.ndarray, WindowPlan]:
+    rgb = decode_image(data, max_pixels)
     with torch.inference_mode():
-        return predictor.plan(predictor.to_tensor(rgb), multiscale)
+        return rgb, predictor.plan(predictor.to_tensor(rgb), multiscale)
 
 
 def _finish(predictor: Predictor, plan: WindowPlan, logits: torch.Tensor) -> np.ndarray:
     with torch.inference_mode():
-        ids = plan.probabilities(logits).argmax(dim=0)
+        ids = plan.class_ids(logits)  # the argmax runs where the logits are (the GPU for GPU models)
         return ids.cpu().numpy().astype(class_id_dtype(predictor.num_classes))
 
 
@@ -46,8 +47,7 @@ async def segment(served: ServedModel, data: bytes, multiscale: bool, executor: 
     loop = asyncio.get_running_loop()
     predictor = served.loaded.predictor
     start = time.perf_counter()
-    rgb = await loop.run_in_executor(executor, decode_image, data, max_pixels)
-    plan = await loop.run_in_executor(executor, _plan, predictor, rgb, multiscale)
+    rgb, plan = await loop.run_in_executor(executor, _prepare, predictor, data, max_pixels, multiscale)
     prepared = time.perf_counter()
     logits, queue_wait, compute = await served.batcher.run(plan.crops)
     ran = time.perf_counter()

@@ -164,3 +164,25 @@ def test_a_request_split_over_batches_that_fail_midway_fails_once_and_leaves_not
         await batcher.close()
 
     asyncio.run(scenario())
+
+
+def test_with_two_workers_slices_finishing_out_of_order_are_put_back_in_order():
+    async def scenario():
+        first_may_finish = threading.Event()
+        calls: list[int] = []
+
+        def forward(crops):
+            calls.append(len(crops))
+            if len(calls) == 1:  # hold the first batch until the second has finished
+                assert first_may_finish.wait(10)
+            else:
+                first_may_finish.set()
+            return expected(crops)
+
+        batcher = WindowBatcher(forward, max_batch_size=3, max_queue_delay_s=0.0, max_queue_windows=100, workers=2)
+        logits, _, _ = await batcher.run(crops_for(4, 6))  # two slices of 3, run on two threads
+        torch.testing.assert_close(logits, expected(crops_for(4, 6)))
+        assert calls == [3, 3]
+        await batcher.close()
+
+    asyncio.run(scenario())
