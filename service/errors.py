@@ -41,6 +41,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 413:
             message = too_large_message(request.app.state.settings.max_upload_bytes)
+        elif exc.status_code == 400 and "multipart" in message.lower():
+            message = (f"{message.rstrip('.')}: the body is not well-formed multipart/form-data (or a part header, "
+                       "such as the filename, is too long); send the image as the form field `image`")
         code = STATUS_CODES.get(exc.status_code, "error")
         return JSONResponse(error_body(exc.status_code, code, message), exc.status_code,
                             headers=getattr(exc, "headers", None))

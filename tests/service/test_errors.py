@@ -68,6 +68,35 @@ def test_bad_images_get_a_clear_4xx_and_the_next_request_works(strict_client, ca
     assert post_image(strict_client, VALID).status_code == 200
 
 
+def _zip_bytes() -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("payload.sh", "#!/bin/sh\necho pwned\n")
+    return buffer.getvalue()
+
+
+def test_polyglots_are_read_as_the_image_they_claim_to_be_or_refused(strict_client):
+    # A valid PNG with a ZIP archive appended: served as the PNG; the rest is never looked at.
+    png_zip = VALID + _zip_bytes()
+    assert post_image(strict_client, png_zip).status_code == 200
+    # JPEG magic followed by HTML/script: not decodable as a JPEG.
+    fake_jpeg = b"\xff\xd8\xff\xe0" + b"<html><script>alert(1)</script></html>" * 20
+    response = post_image(strict_client, fake_jpeg)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "corrupt_image"
+    assert post_image(strict_client, VALID).status_code == 200
+
+
+def test_hostile_filenames_change_nothing_and_a_huge_one_is_a_400(strict_client):
+    for name in ["../../etc/passwd", "a\u202egnp.exe", "; rm -rf / #.png", "x" * 500 + ".png"]:
+        response = post_image(strict_client, VALID, filename=name, output="json")
+        assert response.status_code == 200, (name[:30], response.text[:200])
+    response = post_image(strict_client, VALID, filename="x" * 10_000 + ".png")
+    assert response.status_code == 400 and "filename" in response.json()["error"]["message"]
+    assert post_image(strict_client, VALID).status_code == 200
+
+
 def test_upload_over_the_byte_limit_is_413_with_or_without_content_length(strict_client):
     big = encode(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8))
     assert len(big) > 300_000
