@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import socket
 import statistics
@@ -31,11 +30,11 @@ import httpx
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hostile_inputs import encode, smooth_image  # noqa: E402
 from model import ModelMetadata, Predictor, build_segmenter, load_segmenter, save_checkpoint  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
@@ -48,19 +47,12 @@ ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736
 SERVICE_ENV = {"SEGMENTER_TORCH_THREADS": "1", "SEGMENTER_PREPROCESS_THREADS": "2"}
 
 
-def make_images(count: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        small = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
-        images.append(np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR)))
-    return images
+def make_images(count: int, width: int, height: int) -> list[np.ndarray]:
+    return [smooth_image(height, width, seed=i) for i in range(count)]
 
 
 def png(rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return encode(rgb, compress_level=1)
 
 
 def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int = 3, group: int = 8) -> float:

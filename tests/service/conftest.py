@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from benchmarks.hostile_inputs import encode  # noqa: F401 - re-exported to the tests
+from benchmarks.hostile_inputs import smooth_image as random_image  # noqa: F401
 from model import Predictor, load_segmenter, save_checkpoint
 from service.main import create_app
 from service.settings import Settings
@@ -72,19 +73,6 @@ def client(models_file) -> Iterator[TestClient]:
 
 def reference_predictor(checkpoints: Path, name: str) -> Predictor:
     return Predictor(load_segmenter(checkpoints / name), batch_size=4)
-
-
-def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth random RGB picture (blobs, not noise: closer to what the models see)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
-
-
-def encode(rgb: np.ndarray, fmt: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 def decode_png(data: bytes) -> Image.Image:

@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import io
-import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from benchmarks.hostile_inputs import hostile_corpus
 from service.main import create_app
 from tests.service.conftest import encode, make_settings, post_image, random_image, started_client
 
 VALID = encode(random_image(64, 64, seed=1))
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header declares width×height over an 8×8 body: a decompression-bomb probe."""
-    full = encode(np.zeros((8, 8, 3), np.uint8))
-    ihdr = full.index(b"IHDR")
-    patched = bytearray(full)
-    patched[ihdr + 4 : ihdr + 8] = width.to_bytes(4, "big")
-    patched[ihdr + 8 : ihdr + 12] = height.to_bytes(4, "big")
-    crc = zlib.crc32(bytes(patched[ihdr : ihdr + 4 + 13]))
-    patched[ihdr + 17 : ihdr + 21] = crc.to_bytes(4, "big")
-    return bytes(patched)
-
-
-def _animated(fmt: str) -> bytes:
-    frames = [Image.fromarray(random_image(32, 32, seed=s)) for s in range(3)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:])
-    return buffer.getvalue()
-
-
-CASES = {
-    "empty": (b"", 400, "empty_image"),
-    "text": (b"hello, this is not an image at all" * 10, 415, "unsupported_media_type"),
-    "wrong magic": (b"\x89PNX" + VALID[4:], 415, "unsupported_media_type"),
-    "gif": (encode(random_image(32, 32), "GIF"), 415, "unsupported_media_type"),
-    "animated png": (_animated("PNG"), 415, "multi_frame_image"),
-    "multi-page tiff": (_animated("TIFF"), 415, "multi_frame_image"),
-    "truncated png": (VALID[: len(VALID) // 2], 400, "corrupt_image"),
-    "truncated jpeg": (encode(random_image(64, 64), "JPEG")[:300], 400, "corrupt_image"),
-    "huge header, tiny body": (_png_header_only(60_000, 60_000), 413, "image_too_large"),
-    "pixels over the limit": (encode(np.zeros((1200, 1100, 3), np.uint8)), 413, "image_too_large"),
-}
+CASES = hostile_corpus(max_pixels=1_000_000)
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +50,7 @@ def test_polyglots_are_read_as_the_image_they_claim_to_be_or_refused(strict_clie
     # A valid PNG with a ZIP archive appended: served as the PNG; the rest is never looked at.
     png_zip = VALID + _zip_bytes()
     assert post_image(strict_client, png_zip).status_code == 200
-    # JPEG magic followed by HTML/script: not decodable as a JPEG.
-    fake_jpeg = b"\xff\xd8\xff\xe0" + b"<html><script>alert(1)</script></html>" * 20
-    response = post_image(strict_client, fake_jpeg)
-    assert response.status_code == 400 and response.json()["error"]["code"] == "corrupt_image"
-    assert post_image(strict_client, VALID).status_code == 200
+    # (JPEG magic followed by HTML/script is in CASES: a 400.)
 
 
 def test_hostile_filenames_change_nothing_and_a_huge_one_is_a_400(strict_client):
