@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint bench docker-test soak clean
 
 install: $(VENV)/.installed
 
@@ -27,9 +27,17 @@ serve: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.cpu
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Builds the CPU image, runs `docker compose` with the CPU override, checks /segment and /metrics.
+docker-test: install
+	SEGMENTER_DOCKER_TEST=1 $(BIN)/python -m pytest tests/docker -s
+
+soak: install
+	$(BIN)/python benchmarks/soak.py --minutes $(or $(MINUTES),10) --concurrency $(or $(CONCURRENCY),16)
 
 bench: install
 	$(BIN)/python benchmarks/official_speedup.py

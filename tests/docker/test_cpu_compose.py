@@ -78,6 +78,22 @@ def _wait_healthy(container: str, timeout: float) -> None:
     pytest.fail(f"container {container} not healthy: {state}\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
 
+def test_gpu_compose_file_is_valid_and_reserves_a_gpu():
+    _base_image()  # the compose plugin comes with the engine
+    result = _run(["docker", "compose", "-f", "docker-compose.yml", "config", "--format", "json"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    service = json.loads(result.stdout)["services"]["segmenter"]
+    (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["count"] == 1 and device["capabilities"] == ["gpu"]
+    assert service["healthcheck"]["test"][-1].endswith("/readyz', timeout=4)")
+    assert service["restart"] == "unless-stopped" and service["read_only"] is True
+    assert [p["target"] for p in service["ports"]] == [8000]
+    cpu = json.loads(_run(["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml", "config",
+                           "--format", "json"], timeout=120).stdout)["services"]["segmenter"]
+    assert "deploy" not in cpu or not cpu["deploy"].get("resources")  # the CPU variant asks for no GPU
+    assert cpu["build"]["dockerfile"] == "docker/Dockerfile.cpu"
+
+
 def test_cpu_compose_serves_the_demo_models():
     base = _base_image()
     # No PyTorch index is reachable here: PyPI's torch (a CUDA build that runs on the CPU) stands

@@ -157,3 +157,22 @@ def test_readyz_shows_loading_progress_until_the_models_are_warm(models_file, mo
         release.set()
         client.portal.call(client.app.state.pool.wait_loaded)
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_model_with_nan_weights_is_refused_at_warm_up(tmp_path):
+    import torch
+
+    from model import save_checkpoint
+    from tests.conftest import tiny_segmenter
+
+    net = tiny_segmenter(seed=5)
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    save_checkpoint(net, tmp_path / "nan")
+    client = started_client(create_app(make_settings(write_models(tmp_path, [{"name": "nan",
+                                                                              "checkpoint": str(tmp_path / "nan")}]))))
+    try:
+        state = client.get("/readyz").json()["models"]["nan"]
+        assert state["state"] == "failed" and "NaN" in state["reason"]
+    finally:
+        client.__exit__(None, None, None)
