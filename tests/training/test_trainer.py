@@ -110,6 +110,6 @@ run: {{iterations: 4, batch_size: 4, eval_every: 4, log_every: 2, out_dir: {tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mIoU" in proc.stdout
     net = load_segmenter(tmp_path / "ddp" / "last")
-    assert net.metadata.class_names[1] == "striped disk"
+    assert net.metadata.class_names[1] == "stripes"
     losses = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in losses if "loss" in r] == [2, 4]
