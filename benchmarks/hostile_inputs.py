@@ -60,6 +60,7 @@ def hostile_corpus(max_pixels: int) -> dict[str, Hostile]:
         "text": Hostile(b"hello, this is not an image at all" * 10, 415, "unsupported_media_type"),
         "wrong magic": Hostile(b"\x89PNX" + valid[4:], 415, "unsupported_media_type"),
         "gif": Hostile(encode(smooth_image(32, 32), "GIF"), 415, "unsupported_media_type"),
+        "animated gif": Hostile(animated("GIF"), 415, "unsupported_media_type"),
         "animated png": Hostile(animated("PNG"), 415, "multi_frame_image"),
         "multi-page tiff": Hostile(animated("TIFF"), 415, "multi_frame_image"),
         "truncated png": Hostile(valid[: len(valid) // 2], 400, "corrupt_image"),

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -49,6 +50,42 @@ def _base_image() -> str:
     if result.returncode != 0:
         return _skip(f"the Docker engine did not start ({result.stderr.strip()[-500:]})")
     return result.stdout.strip().splitlines()[-1]
+
+
+FIX_ROOT_MODE = """
+import sys, tarfile
+src = tarfile.open(fileobj=sys.stdin.buffer, mode="r|")
+dst = tarfile.open(fileobj=sys.stdout.buffer, mode="w|")
+root = tarfile.TarInfo("./")
+root.type, root.mode = tarfile.DIRTYPE, 0o755
+dst.addfile(root)
+for member in src:
+    if member.name not in (".", "./"):
+        dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+dst.close()
+"""
+
+
+def _traversable_base(base: str) -> str:
+    """The base image, or a copy of it whose / is 0755.
+
+    The local engine's debootstrapped image has a 0700 root directory (it was packed from a
+    mktemp dir), so the image's non-root user could not even exec its entrypoint. A layer cannot
+    change /'s mode, so the image is re-imported with it fixed. Real base images need nothing.
+    """
+    mode = _run(["docker", "run", "--rm", "--user", "0", "--entrypoint", "stat", base, "-c", "%a", "/"], timeout=120)
+    if mode.returncode == 0 and mode.stdout.strip() == "755":
+        return base
+    fixed = "local/segmenter-test-base:latest"
+    container = _run(["docker", "create", base, "/bin/true"], timeout=120).stdout.strip()
+    try:
+        command = (f"docker export {container} | {sys.executable} -c '{FIX_ROOT_MODE}' | docker import - {fixed}")
+        result = _run(["bash", "-o", "pipefail", "-c", command], timeout=600)
+        assert result.returncode == 0, result.stderr
+    finally:
+        _run(["docker", "rm", container], timeout=120)
+    print(f"\nnote: {base} has a {mode.stdout.strip()} root directory; building from {fixed} (/ = 755)")
+    return fixed
 
 
 def _skip(reason: str):
@@ -95,7 +132,7 @@ def test_gpu_compose_file_is_valid_and_reserves_a_gpu():
 
 
 def test_cpu_compose_serves_the_demo_models():
-    base = _base_image()
+    base = _traversable_base(_base_image())
     # No PyTorch index is reachable here: PyPI's torch (a CUDA build that runs on the CPU) stands
     # in for the default CPU-only index users get.
     torch_index = os.environ.get("SEGMENTER_DOCKER_TORCH_INDEX", "https://pypi.org/simple")

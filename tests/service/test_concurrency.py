@@ -141,3 +141,72 @@ def test_full_queue_is_503_with_retry_after(checkpoints, tmp_path):
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "busy" in refused.json()["error"]["message"]
     assert 'segmenter_rejected_total{reason="queue_full"} 1.0' in metrics
+
+
+def test_a_client_that_disconnects_takes_its_windows_out_of_the_queue(checkpoints, tmp_path):
+    """Drive the ASGI app by hand: the body arrives, then the client hangs up while its windows
+    wait behind a held batch. They must leave the queue and never run."""
+    models = write_models(tmp_path, standard_entries(checkpoints, max_batch_size=1))
+    app = create_app(make_settings(models, max_queue_delay_ms=0))
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n").encode() + encode(random_image(64, 256, seed=6)) + \
+        f"\r\n--{boundary}--\r\n".encode()  # 4 windows
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            await app.state.pool.wait_loaded()
+            batcher = app.state.pool.resolve("tiny-16").batcher
+            gate = _Gate(batcher.forward)
+            batcher.forward = gate
+            seen: list[int] = []
+            real = gate.forward
+            gate.forward = lambda crops: (seen.append(len(crops)), real(crops))[1]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                holder = asyncio.create_task(_post(client, encode(random_image(64, 64, seed=7))))
+                await asyncio.to_thread(gate.entered.wait, 10)  # the worker is now held in a batch
+            hung_up = asyncio.Event()
+            sent = False
+
+            async def receive():
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await hung_up.wait()
+                return {"type": "http.disconnect"}
+
+            messages = []
+
+            async def send(message):
+                messages.append(message)
+
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/segment", "raw_path": b"/segment", "query_string": b"",
+                     "root_path": "", "server": ("service", 80), "client": ("test", 1),
+                     "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+                                 (b"content-length", str(len(body)).encode())]}
+            queued = asyncio.Event()
+            original_run = batcher.run
+
+            async def run_and_signal(crops):
+                inner = asyncio.ensure_future(original_run(crops))
+                await asyncio.sleep(0)  # one step: run() queues its windows before its first await
+                queued.set()
+                return await inner  # cancelling this cancels `inner` too
+
+            batcher.run = run_and_signal
+            request = asyncio.create_task(app(scope, receive, send))
+            await queued.wait()
+            assert batcher.queued_windows == 4
+            hung_up.set()
+            await request
+            assert batcher.queued_windows == 0
+            gate.release.set()
+            assert (await holder).status_code == 200
+            return seen, messages
+
+    seen, messages = asyncio.run(scenario())
+    assert seen == [1]  # only the held request's window ever ran
+    assert messages[0]["status"] == 499
