@@ -176,3 +176,18 @@ def test_a_model_with_nan_weights_is_refused_at_warm_up(tmp_path):
         assert state["state"] == "failed" and "NaN" in state["reason"]
     finally:
         client.__exit__(None, None, None)
+
+
+def test_cors_is_off_by_default_and_allows_only_listed_origins(models_file):
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    closed = started_client(create_app(make_settings(models_file)))
+    opened = started_client(create_app(make_settings(models_file, cors_origins=["https://app.example"])))
+    try:
+        assert "access-control-allow-origin" not in closed.options("/segment", headers=preflight).headers
+        allowed = opened.options("/segment", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        other = opened.options("/segment", headers={**preflight, "Origin": "https://evil.example"})
+        assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+    finally:
+        closed.__exit__(None, None, None)
+        opened.__exit__(None, None, None)
