@@ -1,4 +1,8 @@
-"""FastAPI dependencies: what routes get from the app's state."""
+"""FastAPI dependencies: what routes get from the app's state.
+
+`async def` on purpose: FastAPI runs plain `def` dependencies on a thread pool, which costs a
+thread hop per request (and, under load, new threads with their own malloc arenas).
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,19 @@ from service.model_pool import ModelPool
 from service.settings import Settings
 
 
-def get_pool(request: Request) -> ModelPool:
+async def get_pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-def get_executor(request: Request) -> Executor:
+async def get_executor(request: Request) -> Executor:
     return request.app.state.executor
 
 
