@@ -84,9 +84,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(models_file: Path, port: int, log: Path, tuned_for_demo: bool = True) -> subprocess.Popen:
+def start_service(models_file: Path, port: int, log: Path, tuned_for_demo: bool = True,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**(SERVICE_ENV if tuned_for_demo else {}), **os.environ, **ALLOCATOR_ENV,
-           "SEGMENTER_MAX_QUEUE_WINDOWS": "100000"}
+           "SEGMENTER_MAX_QUEUE_WINDOWS": "100000", **(extra_env or {})}
     command = [sys.executable, "-m", "cli", "serve", "--models", str(models_file), "--port", str(port),
                "--log-level", "warning"]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)

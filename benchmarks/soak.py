@@ -176,15 +176,9 @@ def run(models_file: Path, minutes: float, concurrency: int) -> SoakReport:
         valid = valid_cases(models_file, 12)
         hostile = hostile_corpus(MAX_PIXELS)
         port = free_port()
-        env_overrides = {"TMPDIR": str(temp_dir), "SEGMENTER_MAX_IMAGE_PIXELS": str(MAX_PIXELS),
-                         "SEGMENTER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)}
-        saved = {k: os.environ.get(k) for k in env_overrides}
-        os.environ.update(env_overrides)
-        try:
-            process = start_service(models_file, port, Path(tmp) / "service.log")
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        limits = {"TMPDIR": str(temp_dir), "SEGMENTER_MAX_IMAGE_PIXELS": str(MAX_PIXELS),
+                  "SEGMENTER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)}
+        process = start_service(models_file, port, Path(tmp) / "service.log", extra_env=limits)
         try:
             wait_ready(f"http://127.0.0.1:{port}", process)
             return asyncio.run(soak(f"http://127.0.0.1:{port}", process.pid, minutes, concurrency, valid, hostile,

@@ -49,17 +49,19 @@ class WindowPlan:
             merged = F.interpolate(merged[None], size=self.image_size, mode="bilinear", align_corners=False)[0]
         return torch.flip(merged, dims=(2,)) if view.flip else merged
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """N×C×w×w window logits -> C×H×W float32 softmax probabilities, averaged over views."""
+    def _check(self, logits: torch.Tensor) -> None:
         if len(logits) != self.num_windows:
             raise ValueError(f"{len(logits)} window logits for a plan of {self.num_windows} windows")
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """N×C×w×w window logits -> C×H×W float32 softmax probabilities, averaged over views."""
+        self._check(logits)
         total = None
         for view in self.views:
             probs = self.view_logits(view, logits).softmax(dim=0)
             total = probs if total is None else total.add_(probs)
         assert total is not None  # a plan has at least one view
         return total / len(self.views)
-
 
     def class_ids(self, logits: torch.Tensor) -> torch.Tensor:
         """N×C×w×w window logits -> H×W int64 class ids (argmax, on the logits' device).
@@ -68,8 +70,7 @@ class WindowPlan:
         150 classes it costs more than the merge.
         """
         if len(self.views) == 1:
-            if len(logits) != self.num_windows:
-                raise ValueError(f"{len(logits)} window logits for a plan of {self.num_windows} windows")
+            self._check(logits)
             return self.view_logits(self.views[0], logits).argmax(dim=0)
         return self.probabilities(logits).argmax(dim=0)
 

@@ -43,15 +43,16 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
         raise ModelLoadError(f"checkpoint {path} does not exist (model {spec.name!r}); "
                              "fix `checkpoint` in the models file")
     _check_device(spec.device)
+    is_export = path.is_dir() and (path / EXPORT_MARKER).is_file()
     windows = dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size)
     try:
         if spec.backend == "torch":
-            if path.is_dir() and (path / EXPORT_MARKER).is_file():
+            if is_export:
                 raise ModelLoadError(f"{path} is an exported ONNX model; use backend onnxruntime or tensorrt for it")
             net = load_segmenter(path)
             predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
             return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
-        if not (path.is_dir() and (path / EXPORT_MARKER).is_file()):
+        if not is_export:
             raise ModelLoadError(f"backend {spec.backend} needs an exported folder with {EXPORT_MARKER}; "
                                  f"{path} is not one. Run `segmenter export onnx {path} OUT` "
                                  "and point `checkpoint` at OUT")

@@ -1,13 +1,13 @@
 """Cross-request batching of sliding windows: the window, not the image, is the unit.
 
 Each request hands its N windows (N×3×w×w, already normalized) to the model's `WindowBatcher`
-and awaits their logits. One worker task per model takes windows from the head of the queue —
-across requests, in arrival order — until `max_batch_size` windows are gathered or the oldest
-has waited `max_queue_delay_ms`, runs them in one forward pass on the model's own thread, and
-scatters the logits back. One large image and many small ones thus share batches.
+and awaits their logits. The model's worker tasks (one by default) take windows from the head of
+the queue — across requests, in arrival order — until `max_batch_size` windows are gathered or
+the oldest has waited `max_queue_delay_ms`, run them in one forward pass on the model's own
+thread(s), and scatter the logits back. One large image and many small ones thus share batches.
 
 Back-pressure and clean-up:
-- the queue holds at most `max_queue_windows` windows; `submit` raises `QueueFull` beyond it;
+- the queue holds at most `max_queue_windows` windows; `run` raises `QueueFull` beyond it;
 - a request that is cancelled (client gone, deadline passed) takes its unrun windows out;
 - a failing batch (exception, out of memory) fails only the requests that had windows in it.
 """

@@ -57,12 +57,13 @@ def render_mask(mask: np.ndarray, metadata: ModelMetadata) -> bytes:
     return png_bytes(mask_to_image(mask, metadata.palette))
 
 
-def render_overlay(rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata, alpha: float, legend: bool) -> bytes:
-    """RGB PNG: the image blended with class colours, with a legend of the classes found."""
+def render_overlay(rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata, alpha: float,
+                   legend_classes: list[dict] | None) -> bytes:
+    """RGB PNG: the image blended with class colours; with `legend_classes` (from
+    `classes_present`), a legend of those classes beside it."""
     blended = overlay(rgb, mask, metadata.palette, alpha)
-    if legend:
-        present = [c["id"] for c in classes_present(mask, metadata)]
-        blended = draw_legend(blended, present, metadata.class_names, metadata.palette)
+    if legend_classes is not None:
+        blended = draw_legend(blended, [c["id"] for c in legend_classes], metadata.class_names, metadata.palette)
     return png_bytes(blended)
 
 

@@ -125,8 +125,9 @@ def _render(result: Segmentation, served, output: OutputKind, alpha: float, lege
         return Response(render_mask(result.mask, metadata), media_type="image/png")
     if output is OutputKind.overlay:
         # The classes found travel in a header too, so a page can draw its own legend.
-        present = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")}
-                              for c in classes_present(result.mask, metadata)], ensure_ascii=True)
-        return Response(render_overlay(result.rgb, result.mask, metadata, alpha, legend), media_type="image/png",
-                        headers={"X-Segmenter-Classes": present})
+        present = classes_present(result.mask, metadata)
+        header = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")} for c in present],
+                            ensure_ascii=True)
+        image = render_overlay(result.rgb, result.mask, metadata, alpha, present if legend else None)
+        return Response(image, media_type="image/png", headers={"X-Segmenter-Classes": header})
     return JSONResponse(render_json(result.mask, metadata, served.spec.name))

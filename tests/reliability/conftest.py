@@ -1,3 +1,3 @@
 """Reliability tests reuse the service fixtures (tiny checkpoints written by the tests)."""
 
-from tests.service.conftest import checkpoints, models_file  # noqa: F401 - fixtures
+from tests.service.conftest import checkpoints  # noqa: F401 - a fixture
