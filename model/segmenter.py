@@ -11,6 +11,7 @@ from model.encoder import ViTEncoder
 from model.linear_decoder import LinearDecoder
 from model.mask_transformer import MaskTransformer
 from model.metadata import ModelMetadata
+from model.upsample import upsample_logits
 
 
 class Segmenter(nn.Module):
@@ -50,11 +51,9 @@ class Segmenter(nn.Module):
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h))  # zeros right and bottom
         tokens, grid = self.encoder(images)  # B×(h·w)×D
-        # The decoders' B×C×h×w view of B×(h·w)×C tokens has channels-last strides, and
-        # bilinear upsampling of a channels-last tensor is ~10× slower on CPU (measured:
-        # 700 ms vs 70 ms for 150×32×32 -> 512×512). A contiguous copy of the small map first.
+        # The decoders' B×C×h×w view of B×(h·w)×C tokens has channels-last strides (with
+        # odd strides at batch 1, where bilinear upsampling takes a slow generic path: 660 ms
+        # vs 70 ms for 150×32×32 -> 512×512 on CPU). A contiguous copy of the small map first.
         masks = self.decoder(tokens, grid).contiguous()  # B×C×h×w
-        masks = F.interpolate(
-            masks, size=(height + pad_h, width + pad_w), mode="bilinear", align_corners=False
-        )
+        masks = upsample_logits(masks, ps)  # B×C×(H+pad_h)×(W+pad_w), bilinear
         return masks[:, :, :height, :width]

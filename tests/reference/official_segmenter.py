@@ -155,7 +155,8 @@ class OfficialSegmenter(nn.Module):
     def forward(self, im: torch.Tensor) -> torch.Tensor:
         h, w = im.shape[-2:]
         ph, pw = math.ceil(h / self.patch) * self.patch, math.ceil(w / self.patch) * self.patch
-        im = F.pad(im, (0, pw - w, 0, ph - h), value=0)
+        if (ph, pw) != (h, w):  # as the official `padding()`: no copy when nothing to pad
+            im = F.pad(im, (0, pw - w, 0, ph - h), value=0)
         x = self.encoder(im)[:, self.encoder.extra:]
         masks = self.decoder(x, ph // self.patch, pw // self.patch)
         masks = F.interpolate(masks, size=(ph, pw), mode="bilinear")
