@@ -32,7 +32,7 @@ from training.data.synthetic import render
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT.parent / "shared" / "docker" / "local-engine.sh"
 COMPOSE = ["docker", "compose", "-p", "segmenter-ci", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
-IMAGE = "segmenter:cpu"
+IMAGE = "segmenter:cpu-test"  # not the users' segmenter:cpu, which the cleanup would delete
 
 pytestmark = pytest.mark.skipif(os.environ.get("SEGMENTER_DOCKER_TEST") != "1",
                                 reason="docker test: set SEGMENTER_DOCKER_TEST=1 (.ci/run does)")
@@ -88,6 +88,23 @@ def _traversable_base(base: str) -> str:
     return fixed
 
 
+def _image_ids() -> set[str]:
+    return set(_run(["docker", "images", "-a", "-q", "--no-trunc"], timeout=120).stdout.split())
+
+
+def _remove_images_since(before: set[str]) -> None:
+    """Delete every image this test created (its build stages and the re-imported base too):
+    the vfs storage driver keeps a full copy per layer, ~6 GB per build, which would otherwise
+    pile up run after run until the disk is full."""
+    _run(["docker", "rmi", "-f", IMAGE], timeout=300)
+    for _ in range(5):  # a parent goes only after its children: repeat until nothing is left
+        leftover = sorted(_image_ids() - before)
+        if not leftover:
+            return
+        _run(["docker", "rmi", "-f", *leftover], timeout=600)
+    print(f"\nnote: could not remove {len(leftover)} images this test built: {leftover}")
+
+
 def _skip(reason: str):
     message = f"DOCKER TEST SKIPPED: {reason}"
     print("\n" + "!" * 80 + "\n" + message + "\n" + "!" * 80)
@@ -131,8 +148,16 @@ def test_gpu_compose_file_is_valid_and_reserves_a_gpu():
     assert cpu["build"]["dockerfile"] == "docker/Dockerfile.cpu"
 
 
-def test_cpu_compose_serves_the_demo_models():
-    base = _traversable_base(_base_image())
+@pytest.fixture
+def cleanup_images():
+    base = _base_image()
+    before = _image_ids()
+    yield base
+    _remove_images_since(before)
+
+
+def test_cpu_compose_serves_the_demo_models(cleanup_images):
+    base = _traversable_base(cleanup_images)
     # No PyTorch index is reachable here: PyPI's torch (a CUDA build that runs on the CPU) stands
     # in for the default CPU-only index users get.
     torch_index = os.environ.get("SEGMENTER_DOCKER_TORCH_INDEX", "https://pypi.org/simple")
@@ -142,7 +167,7 @@ def test_cpu_compose_serves_the_demo_models():
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
     port = _free_port()
-    env = {**os.environ, "SEGMENTER_PORT": str(port), "BASE_IMAGE": base}
+    env = {**os.environ, "SEGMENTER_PORT": str(port), "BASE_IMAGE": base, "SEGMENTER_IMAGE": IMAGE}
     up = _run([*COMPOSE, "up", "-d", "--no-build"], timeout=300, env=env)
     assert up.returncode == 0, up.stderr
     try:
