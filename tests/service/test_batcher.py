@@ -31,8 +31,7 @@ class RecordingForward:
             assert self.gate.wait(10), "the test never released the forward pass"
         if self.fail_on_call == len(self.sizes):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        summed = crops.sum(dim=1, keepdim=True)
-        return torch.cat([summed, -summed], dim=1)
+        return expected(crops)
 
 
 def crops_for(request: int, count: int) -> torch.Tensor:
@@ -43,6 +42,13 @@ def crops_for(request: int, count: int) -> torch.Tensor:
 def expected(crops: torch.Tensor) -> torch.Tensor:
     summed = crops.sum(dim=1, keepdim=True)
     return torch.cat([summed, -summed], dim=1)
+
+
+async def _hold_worker(batcher: WindowBatcher, forward: RecordingForward, crops: torch.Tensor) -> asyncio.Task:
+    """Start a request and return once the worker is inside its gated forward pass."""
+    task = asyncio.create_task(batcher.run(crops))
+    assert await asyncio.to_thread(forward.entered.wait, 10), "the worker never started the forward pass"
+    return task
 
 
 async def _yield_until(predicate) -> None:
@@ -87,8 +93,7 @@ def test_full_queue_refuses_and_accepts_again_once_drained():
     async def scenario():
         forward = RecordingForward(gate=True)
         batcher = WindowBatcher(forward, max_batch_size=2, max_queue_delay_s=0.0, max_queue_windows=4)
-        first = asyncio.create_task(batcher.run(crops_for(1, 2)))  # taken by the worker, then held
-        await asyncio.to_thread(forward.entered.wait, 10)
+        first = await _hold_worker(batcher, forward, crops_for(1, 2))
         second = asyncio.create_task(batcher.run(crops_for(2, 4)))  # fills the queue
         await _yield_until(lambda: batcher.queued_windows == 4)
         with pytest.raises(QueueFull, match="limit 4"):
@@ -116,8 +121,7 @@ def test_a_cancelled_request_takes_its_windows_out_of_the_queue():
     async def scenario():
         forward = RecordingForward(gate=True)
         batcher = WindowBatcher(forward, max_batch_size=2, max_queue_delay_s=0.0, max_queue_windows=100)
-        first = asyncio.create_task(batcher.run(crops_for(1, 2)))
-        await asyncio.to_thread(forward.entered.wait, 10)
+        first = await _hold_worker(batcher, forward, crops_for(1, 2))
         abandoned = asyncio.create_task(batcher.run(crops_for(2, 6)))
         await _yield_until(lambda: batcher.queued_windows == 6)
         abandoned.cancel()  # the client went away, or its deadline passed
@@ -137,8 +141,7 @@ def test_a_failing_batch_fails_only_its_requests():
     async def scenario():
         forward = RecordingForward(gate=True, fail_on_call=1)
         batcher = WindowBatcher(forward, max_batch_size=4, max_queue_delay_s=0.0, max_queue_windows=100)
-        doomed = asyncio.create_task(batcher.run(crops_for(1, 3)))
-        await asyncio.to_thread(forward.entered.wait, 10)
+        doomed = await _hold_worker(batcher, forward, crops_for(1, 3))
         later = asyncio.create_task(batcher.run(crops_for(2, 2)))
         await _yield_until(lambda: batcher.queued_windows == 2)
         forward.gate.set()
