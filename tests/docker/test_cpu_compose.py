@@ -149,15 +149,16 @@ def test_gpu_compose_file_is_valid_and_reserves_a_gpu():
 
 
 @pytest.fixture
-def cleanup_images():
+def base_image():
+    """The local engine's base image; every image the test creates is deleted afterwards."""
     base = _base_image()
     before = _image_ids()
     yield base
     _remove_images_since(before)
 
 
-def test_cpu_compose_serves_the_demo_models(cleanup_images):
-    base = _traversable_base(cleanup_images)
+def test_cpu_compose_serves_the_demo_models(base_image):
+    base = _traversable_base(base_image)
     # No PyTorch index is reachable here: PyPI's torch (a CUDA build that runs on the CPU) stands
     # in for the default CPU-only index users get.
     torch_index = os.environ.get("SEGMENTER_DOCKER_TORCH_INDEX", "https://pypi.org/simple")
