@@ -34,10 +34,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hostile_inputs import encode, smooth_image  # noqa: E402
 from model import ModelMetadata, Predictor, build_segmenter, load_segmenter, save_checkpoint  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
+from testkit.hostile_inputs import encode, smooth_image  # noqa: E402
 
 # glibc keeps freed memory instead of returning it to the kernel at every step; measured 25-45%
 # faster forward passes on CPU (docs/benchmarks.md). The Dockerfile sets the same.
@@ -62,11 +62,11 @@ def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int 
     def once() -> None:
         with torch.inference_mode():
             for i in range(0, len(images), group):
-                plans = [predictor.plan(predictor.to_tensor(rgb)) for rgb in images[i : i + group]]
+                plans = [predictor.prepare(rgb) for rgb in images[i : i + group]]
                 logits = predictor.forward_windows(torch.cat([p.crops for p in plans]))
                 offset = 0
                 for plan in plans:
-                    plan.class_ids(logits[offset : offset + plan.num_windows]).cpu().numpy()
+                    predictor.finish(plan, logits[offset : offset + plan.num_windows])
                     offset += plan.num_windows
 
     once()  # warm-up
@@ -187,7 +187,7 @@ def main() -> None:
         bodies = [multipart(png(rgb), spec.name) for rgb in images]
 
         predictor = Predictor(load_segmenter(spec.checkpoint), batch_size=spec.max_batch_size)
-        windows = sum(predictor.plan(predictor.to_tensor(rgb)).num_windows for rgb in images) / len(images)
+        windows = sum(predictor.prepare(rgb).num_windows for rgb in images) / len(images)
         print(f"model {spec.name} ({spec.backend}, {spec.device}), {args.size[0]}×{args.size[1]} images, "
               f"{windows:g} windows each, max_batch_size {spec.max_batch_size}, "
               f"torch threads {torch.get_num_threads()}, {args.rounds} rounds per level")

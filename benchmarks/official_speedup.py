@@ -1,6 +1,6 @@
 """Our forward vs the official implementation's forward, on the same weights.
 
-The baseline is tests/reference/official_segmenter.py: a plain re-implementation of the
+The baseline is testkit/official_segmenter.py: a plain re-implementation of the
 authors' forward (unfused attention, einops-style channels-last logits view before
 upsampling), the same oracle the parity tests use. Both run in this process, interleaved,
 so machine noise hits both alike; medians are reported.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import describe_device, synchronize  # noqa: E402
 from model import build_segmenter, get_variant  # noqa: E402
-from tests.reference.official_segmenter import OfficialSegmenter  # noqa: E402
+from testkit.official_segmenter import OfficialSegmenter  # noqa: E402
 
 
 def official_kwargs(name: str, num_classes: int) -> dict:

@@ -7,14 +7,16 @@ the run vs the first third), no leaked file descriptors, no temporary files left
 (uploads over 1 MB spool to disk).
 
     python benchmarks/soak.py --minutes 10 --concurrency 16       # docs/reliability.md
-    python benchmarks/soak.py --minutes 0.3 --concurrency 8        # the CI version (tests/reliability)
+    python benchmarks/soak.py --minutes 0.25 --concurrency 8 --json report.json   # CI (tests/reliability)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
+import json
 import os
 import random
 import statistics
@@ -31,11 +33,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hostile_inputs import Hostile, encode, hostile_corpus, smooth_image  # noqa: E402
 from benchmarks.load import free_port, start_service, wait_ready  # noqa: E402
 from model import Predictor, load_segmenter  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
+from testkit.hostile_inputs import Hostile, encode, hostile_corpus, smooth_image  # noqa: E402
 
 MAX_PIXELS = 4_000_000
 MAX_UPLOAD = 8_000_000
@@ -193,9 +195,12 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=BUNDLED_MODELS)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--json", type=Path, help="also write the report's figures to this file")
     args = parser.parse_args()
     report = run(args.models, args.minutes, args.concurrency)
     print(report.summary())
+    if args.json:
+        args.json.write_text(json.dumps({**dataclasses.asdict(report), "rss_growth": report.rss_growth}, indent=2))
     for line in report.wrong[:20]:
         print("  wrong:", line)
     sys.exit(0 if report.passed else 1)

@@ -3,7 +3,7 @@
 Uses `model` through its public API only.
 """
 
-from export.artifact import ExportedModel, ExportError, read_exported
+from export.artifact import ExportedModel, ExportError, is_exported, read_exported
 from export.onnx_export import export_onnx
 from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
 from export.parity import ParityReport, compare_backends, parity_windows, synthetic_scene
@@ -16,6 +16,7 @@ __all__ = [
     "ParityReport",
     "compare_backends",
     "export_onnx",
+    "is_exported",
     "ort_providers",
     "parity_windows",
     "read_exported",

@@ -21,6 +21,7 @@ from model import ModelMetadata
 FORMAT = "segmenter-onnx"
 VERSION = 1
 ONNX_FILE = "model.onnx"
+ENGINE_FILE = "model.plan"  # a TensorRT engine built from the graph (`export tensorrt`)
 META_FILE = "segmenter.json"
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -58,6 +59,11 @@ def write_description(folder: Path, config: dict[str, Any], metadata: ModelMetad
                  "opset": opset, "dynamic_batch": True, "source": source},
     }
     (folder / META_FILE).write_text(json.dumps(description, indent=2) + "\n")
+
+
+def is_exported(folder: str | Path) -> bool:
+    """True for a folder `export onnx` wrote (its graph is there), whatever else it holds."""
+    return Path(folder).is_dir() and (Path(folder) / ONNX_FILE).is_file()
 
 
 def read_exported(folder: str | Path) -> ExportedModel:

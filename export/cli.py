@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from export.artifact import META_FILE, ExportError, read_exported
+from export.artifact import ENGINE_FILE, META_FILE, ExportError, read_exported
 from export.parity import ParityReport
 
 
@@ -23,26 +23,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.set_defaults(func=run_onnx)
 
     c = sub.add_parser("check", help="re-check an ONNX export against its PyTorch checkpoint")
-    c.add_argument("--onnx", type=Path, required=True, help="export folder")
+    c.add_argument("--export-dir", type=Path, required=True, help="the folder `export onnx` wrote")
     c.add_argument("--checkpoint", required=True)
     c.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime provider")
     _add_thresholds(c)
     c.set_defaults(func=run_check)
 
     t = sub.add_parser("tensorrt", help="ONNX export -> serialized TensorRT engine + parity vs ONNX Runtime")
-    t.add_argument("--onnx", type=Path, required=True, help="export folder")
+    t.add_argument("--export-dir", type=Path, required=True, help="the folder `export onnx` wrote")
     t.add_argument("--fp16", action="store_true", help="FP16 engine (LayerNorm kept in FP32)")
     t.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimization profile")
-    t.add_argument("--out", type=Path, help="engine file (default: <export>/model.plan)")
+    t.add_argument("--out", type=Path, help=f"engine file (default: <export-dir>/{ENGINE_FILE})")
     _add_thresholds(t, rtol=5e-2, agreement=0.995)
     t.set_defaults(func=run_tensorrt)
 
     r = sub.add_parser("triton", help="ONNX export -> Triton Inference Server model repository")
-    r.add_argument("--onnx", type=Path, required=True, help="export folder")
+    r.add_argument("--export-dir", type=Path, required=True, help="the folder `export onnx` wrote")
     r.add_argument("--out", type=Path, required=True, help="model repository folder")
     r.add_argument("--name", help="model name in the repository (default: the export folder's name)")
     r.add_argument("--platform", default="onnx", choices=["onnx", "tensorrt"])
-    r.add_argument("--engine", type=Path, help="TensorRT engine for --platform tensorrt (default: <export>/model.plan)")
+    r.add_argument("--engine", type=Path,
+                   help=f"TensorRT engine for --platform tensorrt (default: <export-dir>/{ENGINE_FILE})")
     r.add_argument("--max-batch", type=int, default=8)
     r.add_argument("--max-queue-delay-us", type=int, default=2000)
     r.add_argument("--cpu", action="store_true", help="instance_group KIND_CPU instead of KIND_GPU")
@@ -103,11 +104,11 @@ def run_check(args: argparse.Namespace) -> int:
     from model import CheckpointError, load_segmenter
 
     try:
-        exported = read_exported(args.onnx)
+        exported = read_exported(args.export_dir)
         report = _onnx_parity(args, load_segmenter(args.checkpoint), exported, args.device)
     except (CheckpointError, ExportError, ValueError) as exc:
         return _fail(exc)
-    return _report(report, args.onnx, "onnxruntime")
+    return _report(report, args.export_dir, "onnxruntime")
 
 
 def run_tensorrt(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def run_tensorrt(args: argparse.Namespace) -> int:
     from export.tensorrt_engine import TensorRTRunner, build_engine
 
     try:
-        exported = read_exported(args.onnx)
+        exported = read_exported(args.export_dir)
         engine = build_engine(exported, args.out, fp16=args.fp16, max_batch=args.max_batch)
         reference = OnnxRuntimeRunner(exported, ort_providers("cuda" if torch.cuda.is_available() else "cpu"))
         windows = parity_windows(exported.metadata, exported.window_size)
@@ -141,7 +142,7 @@ def run_triton(args: argparse.Namespace) -> int:
     from export.triton import write_triton_repository
 
     try:
-        exported = read_exported(args.onnx)
+        exported = read_exported(args.export_dir)
         folder = write_triton_repository(exported, args.out, name=args.name, platform=args.platform,
                                          engine=args.engine, max_batch_size=args.max_batch,
                                          max_queue_delay_us=args.max_queue_delay_us, gpu=not args.cpu)

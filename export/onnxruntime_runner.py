@@ -40,10 +40,8 @@ def ort_providers(device: str = "cpu", tensorrt_cache: str | Path | None = None,
 
 
 class OnnxRuntimeRunner:
-    """Callable backend: B×3×ws×ws normalized images -> B×C×ws×ws logits (torch float32, CPU).
-
-    Fits `model.run_windows`, so the sliding-window code runs unchanged on ONNX Runtime.
-    """
+    """A `model.WindowForward` over ONNX Runtime: B×3×ws×ws normalized -> B×C×ws×ws logits
+    (torch float32, CPU), so the sliding-window code runs unchanged on it."""
 
     def __init__(self, exported: ExportedModel, providers: list[Any] | None = None, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -62,7 +60,7 @@ class OnnxRuntimeRunner:
             raise ExportError(f"ONNX Runtime cannot load {exported.onnx_path}: {exc}") from exc
         self.providers = self.session.get_providers()
 
-    def __call__(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+    def __call__(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:
+        array = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
         (logits,) = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(array, dtype=np.float32)})
         return torch.from_numpy(logits)

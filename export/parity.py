@@ -9,15 +9,12 @@ pixels whose arg-max class agrees.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from model import ModelMetadata, run_windows, tile_windows
-
-Backend = Callable[[torch.Tensor], torch.Tensor]
+from model import ModelMetadata, WindowForward, run_windows, tile_windows
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ def parity_windows(metadata: ModelMetadata, window: int, seed: int = 0) -> torch
     return torch.cat(crops)
 
 
-def compare_backends(reference: Backend, candidate: Backend, windows: torch.Tensor, *, reference_name: str,
+def compare_backends(reference: WindowForward, candidate: WindowForward, windows: torch.Tensor, *, reference_name: str,
                      candidate_name: str, rtol: float = 1e-3, min_agreement: float = 0.999,
                      batch_size: int = 4) -> ParityReport:
     """Run both backends over `windows` (in batches, via `model.run_windows`) and compare."""

@@ -12,9 +12,7 @@ from typing import Any
 
 import torch
 
-from export.artifact import INPUT_NAME, OUTPUT_NAME, ExportedModel, ExportError
-
-ENGINE_FILE = "model.plan"
+from export.artifact import ENGINE_FILE, INPUT_NAME, OUTPUT_NAME, ExportedModel, ExportError
 
 
 def import_tensorrt() -> Any:
@@ -31,7 +29,7 @@ def import_tensorrt() -> Any:
 
 def build_engine(exported: ExportedModel, engine_path: str | Path | None = None, fp16: bool = True,
                  max_batch: int = 8, workspace_gib: float = 4.0) -> Path:
-    """Build `model.plan` for batch 1..max_batch at the export's fixed window.
+    """Build the engine (default: `<export>/model.plan`) for batch 1..max_batch at the export's fixed window.
 
     Under FP16, normalization layers (ONNX LayerNormalization -> INormalizationLayer) are
     constrained to FP32: a ViT's LayerNorm inputs can overflow FP16.
@@ -69,7 +67,7 @@ def build_engine(exported: ExportedModel, engine_path: str | Path | None = None,
 
 
 class TensorRTRunner:
-    """Callable backend over a serialized engine: CUDA tensors in, float32 logits out."""
+    """A `model.WindowForward` over a serialized engine: CUDA tensors in, float32 logits out."""
 
     def __init__(self, engine_path: str | Path, num_classes: int) -> None:
         trt = import_tensorrt()
@@ -81,8 +79,8 @@ class TensorRTRunner:
         self.num_classes = num_classes
         self.stream = torch.cuda.Stream()
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to("cuda", torch.float32).contiguous()
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        x = windows.to("cuda", torch.float32).contiguous()
         b, _, h, w = x.shape
         out = torch.empty((b, self.num_classes, h, w), device="cuda", dtype=torch.float32)
         self.context.set_input_shape(INPUT_NAME, tuple(x.shape))

@@ -14,9 +14,9 @@ import re
 import shutil
 from pathlib import Path
 
-from export.artifact import INPUT_NAME, META_FILE, OUTPUT_NAME, ExportedModel
+from export.artifact import ENGINE_FILE, INPUT_NAME, META_FILE, ONNX_FILE, OUTPUT_NAME, ExportedModel
 
-PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
+PLATFORMS = {"onnx": ("onnxruntime_onnx", ONNX_FILE), "tensorrt": ("tensorrt_plan", ENGINE_FILE)}
 
 
 def triton_config(name: str, platform: str, window: int, num_classes: int, max_batch_size: int,
@@ -63,7 +63,7 @@ def write_triton_repository(exported: ExportedModel, repo: str | Path, name: str
     version_dir = model_dir / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     if platform == "onnx":
-        for produced in exported.folder.glob("model.onnx*"):  # + model.onnx.data for large models
+        for produced in exported.folder.glob(f"{ONNX_FILE}*"):  # + model.onnx.data for large models
             shutil.copy2(produced, version_dir / produced.name)
     else:
         plan = Path(engine) if engine else exported.folder / PLATFORMS["tensorrt"][1]

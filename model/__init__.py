@@ -2,46 +2,71 @@
 
 The public API. `training/`, `export/` and `service/` import from here only.
 
-    from model import load_segmenter, Predictor
-    net = load_segmenter("path/to/checkpoint")   # our folder, or an official checkpoint.pth
+    from model import load_segmenter, read_image, Predictor
+    net = load_segmenter("path/to/checkpoint")   # our folder, an official checkpoint.pth, an mmseg .pth
     logits = net(images)                         # B×3×H×W normalized -> B×C×H×W logits
     pred = Predictor(net, device="cpu")          # window size/stride from the checkpoint
-    probs = pred.probabilities(rgb)              # H×W×3 uint8 -> C×H×W float32 softmax
-    mask = pred.predict(rgb)                     # H×W class ids
+    mask = pred.predict(read_image("photo.jpg")) # H×W class ids
+
+Inside: `modeling/` (the nn.Modules), `checkpoints/` (every weights format), `inference/`
+(image reading, sliding windows, the Predictor), and beside them the config, the variant
+registry, the metadata that travels with the weights, and pictures of masks.
 """
 
-from model.checkpoint import read_checkpoint_description, save_checkpoint
-from model.class_sets import ClassSet, default_palette, get_class_set
+from model.checkpoints import (
+    CheckpointError,
+    load_pretrained_encoder,
+    load_segmenter,
+    read_checkpoint_description,
+    save_checkpoint,
+)
+from model.class_sets import DATASETS, ClassSet, default_palette, get_class_set
 from model.config import SegmenterConfig
-from model.encoder import resize_pos_embed
-from model.loading import load_segmenter
-from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
-from model.predictor import MULTISCALE_SCALES, Predictor, class_id_dtype
-from model.pretrained import load_pretrained_encoder
-from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
-from model.segmenter import Segmenter
-from model.sliding_window import (
+from model.inference import (
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
+    MULTISCALE_SCALES,
+    PRECISIONS,
+    ImageError,
+    Predictor,
+    TorchForward,
+    View,
+    WindowForward,
+    WindowPlan,
+    class_id_dtype,
+    image_size,
     merge_windows,
+    plan_windows,
+    precision_dtype,
+    read_image,
     resize_to_window,
     run_windows,
     tile_windows,
     window_anchors,
 )
+from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
+from model.modeling import Segmenter, resize_pos_embed
+from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
 from model.visualization import colorize, draw_legend, mask_to_image, overlay
-from model.weights import CheckpointError
-from model.window_plan import View, WindowPlan, plan_windows
 
 __all__ = [
+    "DATASETS",
+    "IMAGE_FORMATS",
+    "IMAGE_SUFFIXES",
     "MULTISCALE_SCALES",
     "NORMALIZATIONS",
+    "PRECISIONS",
     "CheckpointError",
     "ClassSet",
+    "ImageError",
     "ModelMetadata",
     "Predictor",
     "Segmenter",
     "SegmenterConfig",
+    "TorchForward",
     "Variant",
     "View",
+    "WindowForward",
     "WindowPlan",
     "build_segmenter",
     "class_id_dtype",
@@ -50,6 +75,7 @@ __all__ = [
     "draw_legend",
     "get_class_set",
     "get_variant",
+    "image_size",
     "list_variants",
     "load_pretrained_encoder",
     "load_segmenter",
@@ -58,7 +84,9 @@ __all__ = [
     "normalization_stats",
     "overlay",
     "plan_windows",
+    "precision_dtype",
     "read_checkpoint_description",
+    "read_image",
     "resize_pos_embed",
     "resize_to_window",
     "run_windows",

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from model.inference.forward import PRECISIONS
+from model.inference.images import IMAGE_SUFFIXES, ImageError, read_image
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of class colours (0..1)")
     p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
     p.set_defaults(func=run_predict)
 
@@ -41,12 +42,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--checkpoint", required=True, help="official checkpoint.pth (variant.yml beside it) or our folder")
     c.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
     c.set_defaults(func=run_convert)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB, EXIF orientation applied."""
-    with Image.open(path) as img:
-        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
 def list_images(path: Path) -> list[Path]:
@@ -75,9 +70,9 @@ def run_predict(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for path in tqdm(images, desc="segmenting", unit="img", disable=len(images) == 1):
         try:
-            rgb = read_rgb(path)
-        except (UnidentifiedImageError, OSError) as exc:
-            failures.append(f"{path}: not a readable image ({exc})")
+            rgb = read_image(path)
+        except (ImageError, OSError) as exc:
+            failures.append(f"{path}: {exc}")
             continue
         mask = predictor.predict(rgb, multiscale=args.multiscale)
         mask_to_image(mask, meta.palette).save(args.out / f"{path.stem}.png")

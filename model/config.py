@@ -8,6 +8,7 @@ Everything about *how* to feed it (normalization, window, class names) lives in
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +35,8 @@ class SegmenterConfig:
     decoder: DecoderName = "mask_transformer"
     decoder_depth: int = 2
     num_classes: int = 150
-    # Regularization (paper: stochastic depth 0.1, no dropout).
+    # Regularization: the paper's stochastic depth 0.1 in the encoder and no dropout there; the
+    # authors' mask transformer applies dropout 0.1 (their decoder config), and so do we.
     drop_path_rate: float = 0.1
     dropout: float = 0.0
     decoder_drop_path_rate: float = 0.0
@@ -45,7 +47,12 @@ class SegmenterConfig:
     pos_embed_interp: PosEmbedInterp = "bilinear"
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # the checks below compare numbers: they need the right types first
+            raise ValueError("invalid SegmenterConfig: " + "; ".join(problems))
+        for name in ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "decoder_depth"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.image_size % self.patch_size:
@@ -90,3 +97,21 @@ class SegmenterConfig:
                 f"unknown SegmenterConfig field(s) {unknown}; known fields are {sorted(known)}"
             )
         return cls(**data)
+
+
+def _type_problems(cfg: SegmenterConfig) -> list[str]:
+    """Fields whose value is not of the declared type (int, float, bool; bools are not ints here)."""
+    problems = []
+    for name, hint in typing.get_type_hints(SegmenterConfig).items():
+        value = getattr(cfg, name)
+        if hint is bool:
+            ok = isinstance(value, bool)
+        elif hint is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif hint is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            continue  # Literal fields are checked by value below
+        if not ok:
+            problems.append(f"{name} must be {hint.__name__}, got {value!r}")
+    return problems

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model.config import SegmenterConfig
-from model.segmenter import Segmenter
+from model.modeling.segmenter import Segmenter
 
 # size letter -> (embed_dim, depth, num_heads); head size 64 throughout.
 _SIZES = {"T": (192, 12, 3), "S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16)}

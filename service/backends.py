@@ -1,7 +1,8 @@
 """Turn one models-file entry into a `Predictor` that runs on the configured backend.
 
-Every backend is used the same way afterwards: `predictor.to_tensor`, `predictor.plan` and
-`predictor.forward_windows` (B×3×w×w normalized -> B×C×w×w float32 logits on its device).
+Every backend is used the same way afterwards: `predictor.prepare`, `predictor.forward_windows`
+(the batcher's WindowForward: B×3×w×w normalized -> B×C×w×w float32 logits) and
+`predictor.finish`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-from export import ExportError, OnnxRuntimeRunner, ort_providers, read_exported
+from export import ExportError, OnnxRuntimeRunner, is_exported, ort_providers, read_exported
 from model import CheckpointError, Predictor, load_segmenter
 from service.model_specs import ModelSpec
-
-EXPORT_MARKER = "model.onnx"
 
 
 class ModelLoadError(RuntimeError):
@@ -43,35 +42,44 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
         raise ModelLoadError(f"checkpoint {path} does not exist (model {spec.name!r}); "
                              "fix `checkpoint` in the models file")
     _check_device(spec.device)
-    is_export = path.is_dir() and (path / EXPORT_MARKER).is_file()
-    windows = dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size)
     try:
         if spec.backend == "torch":
-            if is_export:
-                raise ModelLoadError(f"{path} is an exported ONNX model; use backend onnxruntime or tensorrt for it")
-            net = load_segmenter(path)
-            predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
-            return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
-        if not is_export:
-            raise ModelLoadError(f"backend {spec.backend} needs an exported folder with {EXPORT_MARKER}; "
-                                 f"{path} is not one. Run `segmenter export onnx {path} OUT` "
-                                 "and point `checkpoint` at OUT")
-        exported = read_exported(path)
-        if spec.window_size not in (None, exported.window_size):
-            raise ModelLoadError(f"{path} was exported for {exported.window_size}-pixel windows; remove window_size "
-                                 "from the models file or export again at the size you want")
-        ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
-        # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.
-        cache = spec.tensorrt_cache or (cache_dir / spec.name if cache_dir else path / "tensorrt-cache")
-        providers = ort_providers(ort_device, tensorrt_cache=cache, fp16=spec.precision == "fp16",
-                                  window=spec.window_size or exported.window_size, max_batch=spec.max_batch_size)
-        runner = OnnxRuntimeRunner(exported, providers)
-        # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
-        predictor = Predictor(None, device="cpu", metadata=exported.metadata, backend=runner, **windows)
-        return LoadedModel(spec, predictor, exported.config.get("patch_size"),
-                           f"onnxruntime {runner.providers}")
+            return _load_torch(spec, path)
+        return _load_export(spec, path, cache_dir)
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         raise ModelLoadError(f"cannot load model {spec.name!r} from {path}: {exc}") from exc
+
+
+def _windows(spec: ModelSpec) -> dict:
+    return dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size)
+
+
+def _load_torch(spec: ModelSpec, path: Path) -> LoadedModel:
+    if is_exported(path):
+        raise ModelLoadError(f"{path} is an exported ONNX model; use backend onnxruntime or tensorrt for it")
+    net = load_segmenter(path)
+    predictor = Predictor(net, device=spec.device, precision=spec.precision, **_windows(spec))
+    return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
+
+
+def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None) -> LoadedModel:
+    if not is_exported(path):
+        raise ModelLoadError(f"backend {spec.backend} needs an exported ONNX folder; {path} is not one. "
+                             f"Run `segmenter export onnx --checkpoint {path} --out OUT` and point "
+                             "`checkpoint` at OUT")
+    exported = read_exported(path)
+    if spec.window_size not in (None, exported.window_size):
+        raise ModelLoadError(f"{path} was exported for {exported.window_size}-pixel windows; remove window_size "
+                             "from the models file or export again at the size you want")
+    ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
+    # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.
+    cache = spec.tensorrt_cache or (cache_dir / spec.name if cache_dir else path / "tensorrt-cache")
+    providers = ort_providers(ort_device, tensorrt_cache=cache, fp16=spec.precision == "fp16",
+                              window=exported.window_size, max_batch=spec.max_batch_size)
+    runner = OnnxRuntimeRunner(exported, providers)
+    # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
+    predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **_windows(spec))
+    return LoadedModel(spec, predictor, exported.config.get("patch_size"), f"onnxruntime {runner.providers}")
 
 
 def warm_up(model: LoadedModel) -> None:

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from model import ImageError
+
 STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "content_too_large",
                 415: "unsupported_media_type", 422: "invalid_parameters", 500: "internal_error",
                 503: "unavailable", 504: "timeout"}
@@ -21,6 +23,22 @@ class ServiceError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+# model.ImageError kinds -> (HTTP status, error code)
+_IMAGE_ERRORS = {"empty": (400, "empty_image"), "unsupported": (415, "unsupported_media_type"),
+                 "corrupt": (400, "corrupt_image"), "too_large": (413, "image_too_large"),
+                 "multi_frame": (415, "multi_frame_image")}
+_IMAGE_HINTS = {"empty": "send the image's bytes in the `image` field",
+                "too_large": "the limit is SEGMENTER_MAX_IMAGE_PIXELS; downscale the image before uploading",
+                "corrupt": "upload the whole file"}
+
+
+def image_error(exc: ImageError) -> ServiceError:
+    """The HTTP answer to an image `model.read_image` refused."""
+    status, code = _IMAGE_ERRORS[exc.kind]
+    hint = _IMAGE_HINTS.get(exc.kind)
+    return ServiceError(status, code, f"{exc}; {hint}" if hint else str(exc))
 
 
 def error_body(status: int, code: str, message: str, **extra) -> dict:

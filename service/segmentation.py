@@ -1,8 +1,10 @@
-"""One request's path through the service: decode -> plan windows -> batcher -> merge -> argmax.
+"""One request's path through the service: decode -> prepare windows -> batcher -> finish.
 
-Everything but the forward pass runs on the preprocessing thread pool, off the event loop; on a
-GPU model the image is normalized, resized and tiled on the GPU and the argmax happens there,
-so only the small class-id mask comes back to the CPU.
+Decoding, planning and merging run on the preprocessing thread pool, off the event loop; the
+forward pass runs in the model's batcher with other requests' windows. Everything about the
+image and the model (reading, normalizing, tiling, merging, argmax) is `model`'s: this file
+only moves the work between threads. On a GPU model the windows are cut and merged on the
+GPU, so only the small class-id mask comes back to the CPU.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from model import Predictor, WindowPlan, class_id_dtype
-from service.images import decode_image
+from model import ImageError, Predictor, WindowPlan, read_image
+from service.errors import ServiceError, image_error
 from service.model_pool import ServedModel
 
 
@@ -25,25 +26,26 @@ class Segmentation:
     rgb: np.ndarray  # H×W×3 uint8, as decoded (EXIF orientation applied)
     mask: np.ndarray  # H×W uint8/uint16 class ids
     windows: int
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, queue, compute, merge
+    timings: dict[str, float] = field(default_factory=dict)  # seconds, see `segment`
 
 
 def _prepare(predictor: Predictor, data: bytes, max_pixels: int, multiscale: bool) -> tuple[np.ndarray, WindowPlan]:
-    rgb = decode_image(data, max_pixels)
-    with torch.inference_mode():
-        return rgb, predictor.plan(predictor.to_tensor(rgb), multiscale)
-
-
-def _finish(predictor: Predictor, plan: WindowPlan, logits: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode():
-        ids = plan.class_ids(logits)  # the argmax runs where the logits are (the GPU for GPU models)
-        return ids.cpu().numpy().astype(class_id_dtype(predictor.num_classes))
+    try:
+        rgb = read_image(data, max_pixels)
+    except ImageError as exc:
+        raise image_error(exc) from exc
+    return rgb, predictor.prepare(rgb, multiscale)
 
 
 async def segment(served: ServedModel, data: bytes, multiscale: bool, executor: Executor,
                   max_pixels: int) -> Segmentation:
-    """Segment one uploaded image with a ready model. Raises ServiceError, QueueFull, BatchFailed."""
-    assert served.loaded is not None and served.batcher is not None, "segment() needs a ready model"
+    """Segment one uploaded image with a ready model. Raises ServiceError, QueueFull, BatchFailed.
+
+    Timings (seconds): `decode` (read + tile), `queue` (until the first window ran), `compute`
+    (forward passes holding this request's windows, shared with other requests), `merge`.
+    """
+    if served.loaded is None or served.batcher is None:
+        raise ServiceError(503, "unavailable", f"model {served.spec.name!r} is not ready")
     loop = asyncio.get_running_loop()
     predictor = served.loaded.predictor
     start = time.perf_counter()
@@ -51,7 +53,7 @@ async def segment(served: ServedModel, data: bytes, multiscale: bool, executor: 
     prepared = time.perf_counter()
     logits, queue_wait, compute = await served.batcher.run(plan.crops)
     ran = time.perf_counter()
-    mask = await loop.run_in_executor(executor, _finish, predictor, plan, logits)
+    mask = await loop.run_in_executor(executor, predictor.finish, plan, logits)
     timings = {"decode": prepared - start, "queue": queue_wait, "compute": compute,
                "merge": time.perf_counter() - ran}
     return Segmentation(rgb, mask, plan.num_windows, timings)

@@ -49,7 +49,7 @@ def test_corrupt_image_is_reported_and_others_still_written(tmp_path, checkpoint
     (tmp_path / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     code = main(["predict", str(tmp_path / "images"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")])
     assert code == 1
-    assert "broken.jpg: not a readable image" in capsys.readouterr().err
+    assert "broken.jpg cannot be read" in capsys.readouterr().err
     assert (tmp_path / "o" / "img0.png").exists()
 
 
@@ -69,7 +69,7 @@ def test_installed_command_lists_variants():
 def test_convert_official_checkpoint_keeps_logits(tmp_path):
     import torch
 
-    from tests.reference.official_files import official_net_kwargs, write_official_checkpoint
+    from testkit.official_files import official_net_kwargs, write_official_checkpoint
 
     ref = write_official_checkpoint(tmp_path / "official", official_net_kwargs(n_cls=19), dataset="cityscapes")
     assert main(["convert", "--checkpoint", str(tmp_path / "official" / "checkpoint.pth"),

@@ -12,8 +12,8 @@ from onnx import numpy_helper
 from cli.main import main
 from export import OnnxRuntimeRunner, export_onnx, ort_providers, read_exported
 from model import load_segmenter, save_checkpoint
+from testkit.official_files import official_net_kwargs, write_official_checkpoint
 from tests.conftest import tiny_segmenter
-from tests.reference.official_files import official_net_kwargs, write_official_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def corrupt(path):
 def test_check_fails_loudly_on_a_corrupted_graph(exported_mask16, capsys):
     corrupt(exported_mask16 / "onnx" / "model.onnx")
     try:
-        code = main(["export", "check", "--onnx", str(exported_mask16 / "onnx"), "--checkpoint",
+        code = main(["export", "check", "--export-dir", str(exported_mask16 / "onnx"), "--checkpoint",
                      str(exported_mask16 / "ckpt")])
         out = capsys.readouterr().out
         assert code == 1
@@ -111,7 +111,7 @@ def test_sliding_window_through_onnx_equals_pytorch(exported_mask16, rng):
     net = load_segmenter(exported_mask16 / "ckpt")
     rgb = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)
     torch_pred = Predictor(net, window_stride=40)
-    onnx_pred = Predictor(net, window_stride=40, backend=OnnxRuntimeRunner(read_exported(exported_mask16 / "onnx")))
+    onnx_pred = Predictor(net, window_stride=40, forward=OnnxRuntimeRunner(read_exported(exported_mask16 / "onnx")))
     np.testing.assert_allclose(onnx_pred.probabilities(rgb), torch_pred.probabilities(rgb), atol=1e-5)
 
 

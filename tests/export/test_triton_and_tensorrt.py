@@ -39,7 +39,7 @@ def test_triton_onnx_repository(exported, tmp_path):
 
 
 def test_triton_cli_cpu_instance(exported, tmp_path, capsys):
-    assert main(["export", "triton", "--onnx", str(exported.folder), "--out", str(tmp_path / "repo"), "--name",
+    assert main(["export", "triton", "--export-dir", str(exported.folder), "--out", str(tmp_path / "repo"), "--name",
                  "fast", "--cpu", "--max-batch", "4"]) == 0
     config = parse_config(tmp_path / "repo" / "fast" / "config.pbtxt")
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
@@ -47,7 +47,7 @@ def test_triton_cli_cpu_instance(exported, tmp_path, capsys):
 
 
 def test_triton_tensorrt_platform_needs_an_engine(exported, tmp_path, capsys):
-    code = main(["export", "triton", "--onnx", str(exported.folder), "--out", str(tmp_path / "repo"),
+    code = main(["export", "triton", "--export-dir", str(exported.folder), "--out", str(tmp_path / "repo"),
                  "--platform", "tensorrt"])
     assert code == 2 and "no TensorRT engine" in capsys.readouterr().err
     (exported.folder / "model.plan").write_bytes(b"engine bytes")
@@ -61,12 +61,12 @@ def test_triton_tensorrt_platform_needs_an_engine(exported, tmp_path, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_missing_tensorrt_is_a_clear_error(exported, capsys):
-    assert main(["export", "tensorrt", "--onnx", str(exported.folder), "--fp16"]) == 2
+    assert main(["export", "tensorrt", "--export-dir", str(exported.folder), "--fp16"]) == 2
     err = capsys.readouterr().err
     assert "TensorRT is not installed" in err and "TensorrtExecutionProvider" not in err
     assert "pip install" in err
 
 
 def test_missing_export_folder_is_explained(tmp_path, capsys):
-    assert main(["export", "triton", "--onnx", str(tmp_path), "--out", str(tmp_path / "repo")]) == 2
+    assert main(["export", "triton", "--export-dir", str(tmp_path), "--out", str(tmp_path / "repo")]) == 2
     assert "segmenter.json is missing" in capsys.readouterr().err

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from model import CheckpointError, load_segmenter, read_checkpoint_description, save_checkpoint
+from testkit.official_files import official_net_kwargs, write_official_checkpoint
 from tests.conftest import tiny_segmenter
-from tests.reference.official_files import official_net_kwargs, write_official_checkpoint
 
 
 @pytest.mark.parametrize("overrides", [{}, {"decoder": "linear", "patch_size": 8}, {"distilled": True}])
@@ -54,7 +54,7 @@ def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("model.checkpoint.save_file", crash)
+    monkeypatch.setattr("model.checkpoints.folder.save_file", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tiny_segmenter(seed=2), tmp_path / "ckpt")
     loaded = load_segmenter(tmp_path / "ckpt")

@@ -1,6 +1,6 @@
 """Official checkpoints (checkpoint.pth + variant.yml) give the authors' logits.
 
-The oracle is tests/reference/official_segmenter.py, an independent plain-PyTorch
+The oracle is testkit/official_segmenter.py, an independent plain-PyTorch
 re-implementation of the official forward (unfused attention, eps 1e-5, bilinear pos-embed).
 """
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model import get_class_set, load_segmenter
-from tests.reference.official_files import official_net_kwargs, write_official_checkpoint
+from testkit.official_files import official_net_kwargs, write_official_checkpoint
 
 CASES = {
     "mask/16": dict(decoder="mask_transformer", patch=16),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import MULTISCALE_SCALES, Predictor
+from model import MULTISCALE_SCALES, Predictor, plan_windows
 from tests.conftest import tiny_segmenter
 
 
@@ -34,12 +34,18 @@ def test_normalization_uses_metadata_mean_std(tiny_net):
     torch.testing.assert_close(x[0, :, 0, 0], torch.tensor([1.6, 2.4, 4.0]))
 
 
+def view_logits(pred: Predictor, image: torch.Tensor, scale: float = 1.0, flip: bool = False) -> torch.Tensor:
+    """Sliding-window logits of one view (scale, flip) of a normalized image, C×H×W at its size."""
+    plan = plan_windows(image, pred.window_size, pred.window_stride, (scale,), (flip,))
+    return plan.view_logits(plan.views[0], pred.forward_windows(plan.crops))
+
+
 def test_multiscale_averages_all_scales_with_flips(tiny_net, rng):
     rgb = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
     pred = Predictor(tiny_net)
     image = pred.to_tensor(rgb)
     with torch.inference_mode():
-        manual = sum(pred.logits_at_scale(image, s, f).softmax(0) for s in MULTISCALE_SCALES for f in (False, True))
+        manual = sum(view_logits(pred, image, s, f).softmax(0) for s in MULTISCALE_SCALES for f in (False, True))
     got = pred.probabilities(rgb, multiscale=True)
     np.testing.assert_allclose(got, (manual / 12).numpy(), atol=1e-6)
     assert not np.allclose(got, pred.probabilities(rgb), atol=1e-3)  # TTA really changes the result
@@ -54,7 +60,7 @@ def test_flip_is_undone(rng):
     pred = Predictor(net)
     image = pred.to_tensor(rgb)
     with torch.inference_mode():
-        plain, flipped = pred.logits_at_scale(image), pred.logits_at_scale(image, flip=True)
+        plain, flipped = view_logits(pred, image), view_logits(pred, image, flip=True)
     torch.testing.assert_close(flipped, torch.flip(plain, dims=(2,)), atol=1e-4, rtol=1e-4)
 
 

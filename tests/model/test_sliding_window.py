@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model import Predictor, merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
+from testkit.official_inference import official_probabilities
 from tests.conftest import tiny_segmenter
-from tests.reference.official_inference import official_probabilities
 
 
 @pytest.mark.parametrize("height,width,window,stride", [

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.upsample import upsample_logits
+from model.modeling.upsample import upsample_logits
 
 
 def reference(masks: torch.Tensor, factor: int) -> torch.Tensor:

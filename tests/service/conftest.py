@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from benchmarks.hostile_inputs import encode  # noqa: F401 - re-exported to the tests
-from benchmarks.hostile_inputs import smooth_image as random_image  # noqa: F401
 from model import Predictor, load_segmenter, save_checkpoint
 from service.main import create_app
 from service.settings import Settings
+from testkit.hostile_inputs import encode  # noqa: F401 - re-exported to the tests
+from testkit.hostile_inputs import smooth_image as random_image  # noqa: F401
 from tests.conftest import tiny_segmenter
 
 
@@ -56,11 +56,18 @@ def models_file(checkpoints, tmp_path) -> Path:
     return write_models(tmp_path, standard_entries(checkpoints, max_batch_size=4), default="accurate")
 
 
-def started_client(app: FastAPI) -> TestClient:
-    """A TestClient whose lifespan ran and whose models finished loading."""
+def started_client(app: FastAPI, timeout: float = 120) -> TestClient:
+    """A TestClient whose lifespan ran and whose models finished loading (ready or failed).
+
+    A model that never finishes loading fails the test after `timeout` seconds instead of hanging it.
+    """
     client = TestClient(app)
     client.__enter__()
-    client.portal.call(app.state.pool.wait_loaded)
+
+    async def loaded() -> None:
+        await asyncio.wait_for(app.state.pool.wait_loaded(), timeout)
+
+    client.portal.call(loaded)
     return client
 
 

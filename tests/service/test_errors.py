@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 
-from benchmarks.hostile_inputs import hostile_corpus
 from service.main import create_app
+from testkit.hostile_inputs import hostile_corpus
 from tests.service.conftest import encode, make_settings, post_image, random_image, started_client
 
 VALID = encode(random_image(64, 64, seed=1))

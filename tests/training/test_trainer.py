@@ -74,7 +74,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, synthetic_ro
     def crash(*args, **kwargs):
         raise OSError("killed while writing")
 
-    monkeypatch.setattr("model.checkpoint.save_file", crash)
+    monkeypatch.setattr("model.checkpoints.folder.save_file", crash)
     with pytest.raises(OSError, match="killed while writing"):
         train(cfg, resume=True)
     monkeypatch.undo()

@@ -12,6 +12,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from model import IMAGE_SUFFIXES, read_image
+
 IGNORE_INDEX = 255
 LabelMap = Callable[[np.ndarray], np.ndarray]
 
@@ -20,11 +22,6 @@ LabelMap = Callable[[np.ndarray], np.ndarray]
 class Sample:
     image: Path
     label: Path
-
-
-def read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -72,8 +69,7 @@ class SegmentationDataset(Dataset):
 
 
 def pair_by_stem(image_dir: Path, label_dir: Path, image_suffix: str = "", label_suffix: str = ".png",
-                 image_exts: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-                 ) -> list[Sample]:
+                 image_exts: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Sample]:
     """Pair `image_dir/X<image_suffix>.<ext>` with `label_dir/X<label_suffix>`; a missing label is an error."""
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")

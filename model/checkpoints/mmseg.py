@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
+from model.checkpoints.errors import CheckpointError
+from model.checkpoints.state_dict import load_weights_strict
 from model.class_sets import get_class_set
 from model.config import SegmenterConfig
 from model.metadata import ModelMetadata
-from model.segmenter import Segmenter
-from model.weights import CheckpointError, load_weights_strict
+from model.modeling.segmenter import Segmenter
 
 _BLOCK_KEYS = {  # mmseg TransformerEncoderLayer -> timm/official Block
     "ln1": "norm1",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model.sliding_window import Anchor, merge_windows, resize_to_window, tile_windows
+from model.inference.sliding_window import Anchor, merge_windows, resize_to_window, tile_windows
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
+from model.checkpoints.errors import CheckpointError
+from model.checkpoints.state_dict import load_weights_strict, torch_load_safely
 from model.class_sets import DATASETS
 from model.config import SegmenterConfig
 from model.metadata import ModelMetadata, normalization_stats
-from model.segmenter import Segmenter
-from model.weights import CheckpointError, load_weights_strict, torch_load_safely
+from model.modeling.segmenter import Segmenter
 
 VARIANT_FILE = "variant.yml"
 # Classification heads of the backbone, saved by the official code but never used.

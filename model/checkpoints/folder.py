@@ -22,10 +22,11 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.checkpoints.errors import CheckpointError
+from model.checkpoints.state_dict import load_weights_strict
 from model.config import SegmenterConfig
 from model.metadata import ModelMetadata
-from model.segmenter import Segmenter
-from model.weights import CheckpointError, load_weights_strict
+from model.modeling.segmenter import Segmenter
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "segmenter.json"

@@ -1,7 +1,7 @@
 """Sliding-window inference, as three reusable parts: tile, run, merge.
 
     crops, anchors = tile_windows(image, window, stride)       # one image -> N windows
-    logits = run_windows(backend, crops, batch_size)           # any backend, in batches
+    logits = run_windows(forward, crops, batch_size)           # any WindowForward, in batches
     full = merge_windows(logits, anchors, image.shape[-2:])    # N windows -> one image
 
 `Predictor`, evaluation, the export parity checks and the service (which batches windows of
@@ -12,10 +12,12 @@ logits summed and divided by how many windows covered each pixel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from model.inference.forward import WindowForward
 
 Anchor = tuple[int, int]  # (top, left) of a window in the image
 
@@ -71,16 +73,14 @@ def tile_windows(image: torch.Tensor, window: int, stride: int) -> tuple[torch.T
     return crops, anchors
 
 
-def run_windows(
-    backend: Callable[[torch.Tensor], torch.Tensor], crops: torch.Tensor, batch_size: int
-) -> torch.Tensor:
-    """Run N×3×w×w crops through `backend` (a model, an ONNX session wrapper...) in batches.
+def run_windows(forward: WindowForward, crops: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Run N×3×w×w crops through `forward` (a model, an ONNX Runtime runner...) in batches.
 
     Returns N×C×w×w float32 logits on the crops' device.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    outputs = [backend(crops[i : i + batch_size]).float() for i in range(0, len(crops), batch_size)]
+    outputs = [forward(crops[i : i + batch_size]).float() for i in range(0, len(crops), batch_size)]
     return torch.cat(outputs)
 
 

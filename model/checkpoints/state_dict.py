@@ -8,9 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: missing file, wrong format, wrong keys or shapes."""
+from model.checkpoints.errors import CheckpointError
 
 
 def _preview(names: list[str], limit: int = 8) -> str:

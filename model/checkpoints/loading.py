@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from model.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
-from model.mmseg import is_mmseg_state, load_mmseg_checkpoint
-from model.official import VARIANT_FILE, load_official_checkpoint
-from model.segmenter import Segmenter
-from model.weights import CheckpointError, torch_load_safely
+from model.checkpoints.errors import CheckpointError
+from model.checkpoints.folder import META_FILE, WEIGHTS_FILE, load_checkpoint
+from model.checkpoints.mmseg import is_mmseg_state, load_mmseg_checkpoint
+from model.checkpoints.official import VARIANT_FILE, load_official_checkpoint
+from model.checkpoints.state_dict import torch_load_safely
+from model.modeling.segmenter import Segmenter
 
 
 def load_segmenter(path: str | os.PathLike) -> Segmenter:

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import SegmenterConfig
-from model.encoder import ViTEncoder
-from model.linear_decoder import LinearDecoder
-from model.mask_transformer import MaskTransformer
 from model.metadata import ModelMetadata
-from model.upsample import upsample_logits
+from model.modeling.encoder import ViTEncoder
+from model.modeling.linear_decoder import LinearDecoder
+from model.modeling.mask_transformer import MaskTransformer
+from model.modeling.upsample import upsample_logits
 
 
 class Segmenter(nn.Module):

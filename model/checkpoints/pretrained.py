@@ -18,9 +18,10 @@ import torch
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 
-from model.encoder import ViTEncoder, resize_pos_embed
-from model.segmenter import Segmenter
-from model.weights import CheckpointError, load_weights_strict, torch_load_safely
+from model.checkpoints.errors import CheckpointError
+from model.checkpoints.state_dict import load_weights_strict, torch_load_safely
+from model.modeling.encoder import ViTEncoder, resize_pos_embed
+from model.modeling.segmenter import Segmenter
 
 # Keys of a timm classifier that the segmentation encoder does not have.
 _CLASSIFIER_PREFIXES = ("head.", "head_dist.", "fc_norm.", "pre_logits.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from tests.reference.official_segmenter import OfficialSegmenter, official_state_dict, randomize_
+from testkit.official_segmenter import OfficialSegmenter, official_state_dict, randomize_
 
 
 def official_net_kwargs(*, size=64, patch=16, dim=64, depth=2, heads=1, n_cls=5, decoder="mask_transformer",

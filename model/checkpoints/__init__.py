@@ -1,0 +1,14 @@
+"""Every weights format read or written, and the one loader that tells them apart.
+
+folder.py (our safetensors + JSON folder), official.py (the authors' checkpoint.pth +
+variant.yml), mmseg.py (MMSegmentation's files), pretrained.py (ImageNet backbones),
+state_dict.py (strict loading, safe torch.load), loading.py (`load_segmenter`).
+"""
+
+from model.checkpoints.errors import CheckpointError
+from model.checkpoints.folder import read_checkpoint_description, save_checkpoint
+from model.checkpoints.loading import load_segmenter
+from model.checkpoints.pretrained import load_pretrained_encoder
+
+__all__ = ["CheckpointError", "load_pretrained_encoder", "load_segmenter", "read_checkpoint_description",
+           "save_checkpoint"]

@@ -1,0 +1,58 @@
+"""The window-forward contract every backend meets, and its PyTorch implementation.
+
+A `WindowForward` is any callable that maps a batch of normalized square windows to logits:
+
+    logits = forward(windows)    # B×3×w×w float, normalized  ->  B×C×w×w float logits
+
+The torch model (`TorchForward`), the ONNX Runtime and TensorRT runners in `export/` and the
+service's cross-request batcher all take or give one, so the sliding-window code (`run_windows`,
+`Predictor`) runs unchanged on any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+# Autocast precisions for inference and training (`run.amp`), by the names configs use.
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@runtime_checkable
+class WindowForward(Protocol):
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        """B×3×w×w normalized float -> B×C×w×w logits (any float dtype, on any device)."""
+        ...
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name ("fp32", "fp16", "bf16"); anything else is an error."""
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}") from None
+
+
+class TorchForward:
+    """A Segmenter (or any B×3×H×W -> B×C×H×W module) as a WindowForward on one device.
+
+    Runs under `torch.inference_mode` and, for fp16/bf16, autocast; the module is moved to the
+    device and put in eval mode once, here.
+    """
+
+    def __init__(self, net: nn.Module, device: str | torch.device = "cpu", precision: str = "fp32") -> None:
+        self.dtype = precision_dtype(precision)
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self._autocast():
+            return self.net(windows.to(self.device))

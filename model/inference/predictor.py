@@ -1,0 +1,139 @@
+"""Numpy-in, numpy-out inference with the official sliding-window protocol.
+
+    pred = Predictor(net, device="cpu")   # window/stride/normalization from net.metadata
+    probs = pred.probabilities(rgb)       # H×W×3 uint8 -> C×H×W float32 softmax
+    mask = pred.predict(rgb)              # H×W class ids (uint8, or uint16 above 256 classes)
+
+`predict` is three steps that callers may run apart — the service runs the middle one in its
+cross-request batcher:
+
+    plan = pred.prepare(rgb)                        # normalize, resize, tile: a WindowPlan
+    logits = pred.forward_windows(plan.crops)       # any WindowForward, in batches
+    mask = pred.finish(plan, logits)                # merge, resize back, argmax
+
+Per scale (1.0, or 0.5..1.75 with flips for multi-scale): resize, upscale so the short side
+reaches the window, tile into windows, run them in batches, average overlapping logits, resize
+back to the input size. Multi-scale averages the softmax probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from model.inference.forward import TorchForward, WindowForward
+from model.inference.sliding_window import run_windows
+from model.inference.window_plan import WindowPlan, plan_windows
+from model.metadata import ModelMetadata
+from model.modeling.segmenter import Segmenter
+
+MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def class_id_dtype(num_classes: int) -> np.dtype:
+    """Smallest unsigned dtype holding every class id (what PNG masks can store too)."""
+    return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+class Predictor:
+    """Sliding-window inference for one model on one device.
+
+    Args:
+        net: the model; its `metadata` supplies normalization, window and stride defaults.
+        device: "cpu", "cuda", "cuda:1", ... (where images are normalized and tiled).
+        precision: "fp32", "fp16" or "bf16" (autocast; window logits are merged in fp32).
+        window_size, window_stride: override the checkpoint's sliding window.
+        batch_size: windows per forward pass.
+        metadata: override `net.metadata` (required when the net has none).
+        forward: run the windows through this WindowForward instead of `net` (an ONNX Runtime
+            or TensorRT runner); `net` may then be None (pass `metadata=`).
+    Raises:
+        ValueError for a window/stride that cannot be planned, an unknown precision, or a
+        missing model or metadata.
+    """
+
+    def __init__(
+        self,
+        net: Segmenter | None = None,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        window_size: int | None = None,
+        window_stride: int | None = None,
+        batch_size: int = 4,
+        metadata: ModelMetadata | None = None,
+        forward: WindowForward | None = None,
+    ) -> None:
+        if net is None and forward is None:
+            raise ValueError("Predictor needs a model (net=) or a WindowForward (forward=)")
+        metadata = metadata or (net.metadata if net is not None else None)
+        if metadata is None:
+            raise ValueError("the model has no metadata (classes, normalization, window); pass metadata=")
+        self.metadata = metadata
+        self.device = torch.device(device)
+        self.window_size = window_size or metadata.window_size
+        self.window_stride = window_stride or min(metadata.window_stride, self.window_size)
+        if not 0 < self.window_stride <= self.window_size:
+            raise ValueError(f"window stride {self.window_stride} must be in 1..{self.window_size} (the window "
+                             "size): windows further apart than their size would leave pixels unsegmented")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.forward = forward if forward is not None else TorchForward(net, self.device, precision)
+        self.num_classes = metadata.num_classes
+        self._mean = torch.tensor(metadata.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)
+
+    # --- the three steps -----------------------------------------------------------------
+    def prepare(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None) -> WindowPlan:
+        """H×W×3 uint8 RGB -> every window the image needs (normalized, on the device)."""
+        if scales is None:
+            scales = MULTISCALE_SCALES if multiscale else (1.0,)
+        flips = (False, True) if multiscale else (False,)
+        with torch.inference_mode():
+            return plan_windows(self.to_tensor(rgb), self.window_size, self.window_stride, scales, flips)
+
+    def forward_windows(self, crops: torch.Tensor) -> torch.Tensor:
+        """N×3×w×w normalized crops -> N×C×w×w float32 logits, `batch_size` at a time."""
+        with torch.inference_mode():
+            return run_windows(self.forward, crops, self.batch_size)
+
+    def finish(self, plan: WindowPlan, logits: torch.Tensor) -> np.ndarray:
+        """A plan's window logits -> H×W class ids (uint8, or uint16 above 256 classes).
+
+        The argmax runs where the logits are (the GPU for GPU models): only the mask comes back.
+        """
+        with torch.inference_mode():
+            ids = plan.class_ids(logits.to(self.device))
+            return ids.cpu().numpy().astype(class_id_dtype(self.num_classes))
+
+    # --- whole images ----------------------------------------------------------------------
+    def predict(self, rgb: np.ndarray, multiscale: bool = False) -> np.ndarray:
+        """H×W×3 uint8 RGB -> H×W class ids (uint8, or uint16 above 256 classes)."""
+        plan = self.prepare(rgb, multiscale)
+        return self.finish(plan, self.forward_windows(plan.crops))
+
+    def probabilities_tensor(
+        self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None
+    ) -> torch.Tensor:
+        """C×H×W float32 softmax probabilities on the device (mean over scales and flips)."""
+        plan = self.prepare(rgb, multiscale, scales)
+        with torch.inference_mode():
+            return plan.probabilities(self.forward_windows(plan.crops).to(self.device))
+
+    def probabilities(self, rgb: np.ndarray, multiscale: bool = False) -> np.ndarray:
+        """H×W×3 uint8 RGB -> C×H×W float32 class probabilities (numpy)."""
+        return self.probabilities_tensor(rgb, multiscale).cpu().numpy()
+
+    # --- preprocessing ---------------------------------------------------------------------
+    def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        """H×W×3 uint8 RGB -> 1×3×H×W float32 normalized, on the device."""
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            got = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}"
+            raise ValueError(f"expected an H×W×3 uint8 RGB array, got {got}; read files with model.read_image")
+        if not rgb.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
+            rgb = rgb.copy()
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        image = image.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        return (image - self._mean) / self._std
