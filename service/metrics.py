@@ -8,6 +8,9 @@ from prometheus_client.core import GaugeMetricFamily
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MODEL_STATES = ("loading", "ready", "failed")
+# The `model` label of requests that named no configured model: labels only ever take configured
+# names, so no client can create series without bound.
+UNKNOWN_MODEL = "unknown"
 
 
 class ServiceMetrics:

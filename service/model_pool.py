@@ -84,35 +84,43 @@ class ModelPool:
             await self._load(served)
 
     async def _load(self, served: ServedModel) -> None:
+        """Load and warm up one model. Any exception marks it failed with the reason, so start-up
+        never hangs on a model and the next ones still load (unless `fail_fast`)."""
         name = served.spec.name
         log.info("loading model %s from %s (%s on %s)", name, served.spec.checkpoint, served.spec.backend,
                  served.spec.device)
         try:
-            served.detail = "loading weights"
-            loaded = await asyncio.to_thread(load_model, served.spec, self.settings.cache_dir)
-            if self.settings.warmup:
-                served.detail = ("warming up: building the TensorRT engine (minutes at first start, then cached)"
-                                 if served.spec.backend == "tensorrt" else "warming up")
-                log.info("%s: %s", name, served.detail)
-                await asyncio.to_thread(warm_up, loaded)
-        except ModelLoadError as exc:
-            served.state, served.reason, served.detail = "failed", str(exc), None
-            self.metrics.set_model_state(name, "failed")
-            served.ready.set()
-            log.error("model %s is unavailable: %s", name, exc)
+            loaded = await self._load_and_warm_up(served)
+        except Exception as exc:  # noqa: BLE001 - CUDA OOM, ONNX Runtime/TensorRT errors, broken files...
+            reason = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            self._mark(served, "failed", reason=reason)
+            log.error("model %s is unavailable: %s", name, reason)
             if self.settings.fail_fast:
-                raise
+                raise ModelLoadError(f"model {name!r} failed to load: {reason}") from exc
             return
         served.loaded = loaded
         served.batcher = WindowBatcher(
             loaded.predictor.forward_windows, served.spec.max_batch_size, self.settings.max_queue_delay_ms / 1000,
             self.settings.max_queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name,
             workers=served.spec.workers)
-        served.state, served.detail = "ready", None
-        self.metrics.set_model_state(name, "ready")
-        served.ready.set()
+        self._mark(served, "ready")
         log.info("model %s ready: %s, window %d stride %d", name, loaded.backend_detail,
                  loaded.predictor.window_size, loaded.predictor.window_stride)
+
+    async def _load_and_warm_up(self, served: ServedModel) -> LoadedModel:
+        served.detail = "loading weights"
+        loaded = await asyncio.to_thread(load_model, served.spec, self.settings.cache_dir)
+        if self.settings.warmup:
+            served.detail = ("warming up: building the TensorRT engine (minutes at first start, then cached)"
+                             if served.spec.backend == "tensorrt" else "warming up")
+            log.info("%s: %s", served.spec.name, served.detail)
+            await asyncio.to_thread(warm_up, loaded)
+        return loaded
+
+    def _mark(self, served: ServedModel, state: str, reason: str | None = None) -> None:
+        served.state, served.reason, served.detail = state, reason, None
+        self.metrics.set_model_state(served.spec.name, state)
+        served.ready.set()
 
     def _record_batch(self, name: str, stats: BatchStats) -> None:
         self.metrics.batch_size.labels(model=name).observe(stats.size)

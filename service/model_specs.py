@@ -51,6 +51,13 @@ class ModelSpec(BaseModel):
         return device
 
     @model_validator(mode="after")
+    def _windows_can_be_planned(self) -> ModelSpec:
+        if self.window_size is not None and self.window_stride is not None and self.window_stride > self.window_size:
+            raise ValueError(f"window_stride {self.window_stride} is larger than window_size {self.window_size}: "
+                             "windows that far apart leave pixels unsegmented; use a stride <= the window")
+        return self
+
+    @model_validator(mode="after")
     def _backend_fits_device(self) -> ModelSpec:
         if self.backend == "tensorrt" and self.device == "cpu":
             raise ValueError("backend tensorrt needs a cuda device")
@@ -92,7 +99,7 @@ def load_models_file(path: str | Path) -> ModelsFile:
     except yaml.YAMLError as exc:
         raise ModelsFileError(f"models file {path} is not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{_location(raw, e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ModelsFileError(f"models file {path} is invalid: {problems}") from exc
     for spec in parsed.models:
         if not spec.checkpoint.is_absolute():
@@ -100,3 +107,14 @@ def load_models_file(path: str | Path) -> ModelsFile:
         if spec.tensorrt_cache is not None and not spec.tensorrt_cache.is_absolute():
             spec.tensorrt_cache = (path.parent / spec.tensorrt_cache).resolve()
     return parsed
+
+
+def _location(raw: object, loc: tuple) -> str:
+    """A validation error's place, with the model entry's name: `models[demo-seg-t16].window_stride`."""
+    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int) and isinstance(raw, dict):
+        entries = raw.get("models")
+        entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = f"models[{name}]" if isinstance(name, str) else f"models[{loc[1]}]"
+        return ".".join([label, *map(str, loc[2:])])
+    return ".".join(map(str, loc)) or "file"

@@ -8,18 +8,11 @@ The JSON mask encoding is a row-major run-length code, decodable in one numpy li
 from __future__ import annotations
 
 import io
-from enum import StrEnum
 
 import numpy as np
 from PIL import Image
 
 from model import ModelMetadata, draw_legend, mask_to_image, overlay
-
-
-class OutputKind(StrEnum):
-    mask = "mask"
-    overlay = "overlay"
-    json = "json"
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Annotated
+from concurrent.futures import Executor
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from service.batcher import BatchFailed, QueueFull
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
-from service.errors import ServiceError, error_body
-from service.model_pool import ModelUnavailable, UnknownModel
-from service.outputs import OutputKind, classes_present, render_json, render_mask, render_overlay
+from service.errors import STATUS_CODES, ServiceError, error_body
+from service.metrics import UNKNOWN_MODEL
+from service.model_pool import ModelPool, ModelUnavailable, ServedModel, UnknownModel
+from service.outputs import classes_present, render_json, render_mask, render_overlay
+from service.segment_options import SegmentOptions, openapi_description, read_segment_request
 from service.segmentation import Segmentation, segment
+from service.settings import Settings
 
 router = APIRouter(tags=["segmentation"])
 
@@ -26,16 +30,19 @@ def _error_responses() -> dict:
     described = {400: "Corrupt, truncated or empty image", 404: "Unknown model (the known ones are listed)",
                  413: "Upload over the byte limit, or image over the pixel limit",
                  415: "Not an image, an unsupported format, or more than one frame",
-                 422: "Invalid parameters", 503: "Queue full, model not ready, or its batch failed (retry)",
+                 422: "Invalid, unknown, repeated or conflicting parameters (each is named)",
+                 503: "Queue full, model not ready, or its batch failed (retry)",
                  504: "Request took longer than the timeout"}
-    example = error_body(415, "unsupported_media_type", "the upload is not an image this service reads")
-    return {code: {"description": text, "content": {"application/json": {"example": example}}}
-            for code, text in described.items()}
+    return {code: {"description": text, "content": {"application/json": {
+                "example": error_body(code, STATUS_CODES[code], text)}}} for code, text in described.items()}
 
 
 RESPONSES = {200: {"description": "mask (PNG of class ids), overlay (RGB PNG) or json",
                    "content": {"image/png": {}, "application/json": {}}},
              **_error_responses()}
+DESCRIPTION = ("Upload an image as the multipart file field `image`. Every other parameter may be a form field or "
+               "a query parameter (`/segment?model=fast&output=overlay`). An unknown parameter, a parameter or "
+               "image given twice, or one given both ways with different values is a 422 naming it.")
 
 
 async def _disconnected(request: Request) -> None:
@@ -44,59 +51,27 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-@router.post("/segment", responses=RESPONSES, response_class=Response,
-             summary="Segment an image", description="Upload an image as multipart field `image`.")
-async def segment_image(
-    request: Request,
-    pool: PoolDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    executor: ExecutorDep,
-    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF")],
-    model: Annotated[str | None, Form(description="model name or alias (`fast`, `accurate`); "
-                                      "default: the service's default model", max_length=200)] = None,
-    output: Annotated[OutputKind, Form(description="mask | overlay | json")] = OutputKind.mask,
-    alpha: Annotated[float, Form(ge=0.0, le=1.0, description="overlay: weight of the class colours")] = 0.5,
-    legend: Annotated[bool, Form(description="overlay: append a legend of the classes found")] = True,
-    multiscale: Annotated[bool, Form(description="test-time augmentation: 6 scales × flips (slower)")] = False,
-) -> Response:
+@router.post("/segment", responses=RESPONSES, response_class=Response, summary="Segment an image",
+             description=DESCRIPTION, openapi_extra=openapi_description())
+async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
+                        executor: ExecutorDep) -> Response:
     started = time.perf_counter()
-    label = model or pool.default
-    status = 500
+    label, output, status = UNKNOWN_MODEL, "invalid", 500
     metrics.in_flight.inc()
     try:
-        served = pool.get_ready(model)
+        image, options = await read_segment_request(request)
+        output = options.output
+        served = _resolve(pool, options.model)
         label = served.spec.name
-        data = await image.read()
-        work = asyncio.create_task(segment(served, data, multiscale, executor, settings.max_image_pixels))
-        gone = asyncio.create_task(_disconnected(request))
-        done, _ = await asyncio.wait({work, gone}, timeout=settings.request_timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if work not in done:
-            work.cancel()  # withdraws its windows from the queue
-            gone.cancel()
-            if gone in done:
-                status = CLIENT_GONE
-                return Response(status_code=CLIENT_GONE)
-            raise ServiceError(504, "timeout", f"the request took longer than {settings.request_timeout_s:g} s "
-                               "(SEGMENTER_REQUEST_TIMEOUT_S); retry, or send a smaller image")
-        gone.cancel()
-        result: Segmentation = work.result()
-        response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, output,
-                                                                     alpha, legend)
+        result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor)
+        response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options)
         metrics.queue_wait.labels(model=label).observe(result.timings["queue"])
-        total = time.perf_counter() - started
-        timing = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in {**result.timings, "total": total}.items())
-        response.headers.update({"X-Segmenter-Model": served.spec.name, "X-Segmenter-Backend": served.spec.backend,
-                                 "X-Segmenter-Windows": str(result.windows), "Server-Timing": timing})
+        _add_headers(response, served, result, time.perf_counter() - started)
         status = response.status_code
         return response
-    except UnknownModel as exc:
-        status = 404
-        raise ServiceError(404, "unknown_model", str(exc)) from exc
-    except ModelUnavailable as exc:
-        status = 503
-        raise _unavailable(str(exc), settings.retry_after_s) from exc
+    except ServiceError as exc:
+        status = exc.status
+        raise
     except QueueFull as exc:
         status = 503
         metrics.rejected.labels(reason="queue_full").inc()
@@ -105,29 +80,68 @@ async def segment_image(
         status = 503
         raise _unavailable(f"the model failed on the batch holding this image ({exc}); retry",
                            settings.retry_after_s) from exc
-    except ServiceError as exc:
-        status = exc.status
+    except _ClientGone:
+        status = CLIENT_GONE
+        return Response(status_code=CLIENT_GONE)
+    except RequestValidationError:
+        status = 422
         raise
     finally:
         metrics.in_flight.dec()
-        metrics.requests.labels(model=label, output=output.value, status=str(status)).inc()
+        metrics.requests.labels(model=label, output=output, status=str(status)).inc()
         metrics.latency.labels(model=label).observe(time.perf_counter() - started)
-        await image.close()
+        await request.close()
+
+
+class _ClientGone(Exception):
+    """The client hung up before its answer was ready."""
+
+
+def _resolve(pool: ModelPool, name: str | None) -> ServedModel:
+    try:
+        return pool.get_ready(name)
+    except UnknownModel as exc:
+        raise ServiceError(404, "unknown_model", str(exc)) from exc
+    except ModelUnavailable as exc:
+        raise _unavailable(str(exc), pool.settings.retry_after_s) from exc
+
+
+async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes, options: SegmentOptions,
+                              settings: Settings, executor: Executor) -> Segmentation:
+    """Segment, unless the client hangs up (_ClientGone) or the timeout passes (504) first; either
+    way the unfinished work is cancelled, which withdraws its windows from the queue."""
+    work = asyncio.create_task(segment(served, data, options.multiscale, executor, settings.max_image_pixels))
+    gone = asyncio.create_task(_disconnected(request))
+    done, _ = await asyncio.wait({work, gone}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if work in done:
+        return work.result()
+    work.cancel()
+    if gone in done:
+        raise _ClientGone
+    raise ServiceError(504, "timeout", f"the request took longer than {settings.request_timeout_s:g} s "
+                       "(SEGMENTER_REQUEST_TIMEOUT_S); retry, or send a smaller image")
+
+
+def _add_headers(response: Response, served: ServedModel, result: Segmentation, total: float) -> None:
+    timing = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in {**result.timings, "total": total}.items())
+    response.headers.update({"X-Segmenter-Model": served.spec.name, "X-Segmenter-Backend": served.spec.backend,
+                             "X-Segmenter-Windows": str(result.windows), "Server-Timing": timing})
 
 
 def _unavailable(message: str, retry_after: int) -> ServiceError:
     return ServiceError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
 
 
-def _render(result: Segmentation, served, output: OutputKind, alpha: float, legend: bool) -> Response:
+def _render(result: Segmentation, served: ServedModel, options: SegmentOptions) -> Response:
     metadata = served.loaded.predictor.metadata
-    if output is OutputKind.mask:
+    if options.output == "mask":
         return Response(render_mask(result.mask, metadata), media_type="image/png")
-    if output is OutputKind.overlay:
+    if options.output == "overlay":
         # The classes found travel in a header too, so a page can draw its own legend.
         present = classes_present(result.mask, metadata)
         header = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")} for c in present],
                             ensure_ascii=True)
-        image = render_overlay(result.rgb, result.mask, metadata, alpha, present if legend else None)
+        image = render_overlay(result.rgb, result.mask, metadata, options.alpha, present if options.legend else None)
         return Response(image, media_type="image/png", headers={"X-Segmenter-Classes": header})
     return JSONResponse(render_json(result.mask, metadata, served.spec.name))

@@ -1,0 +1,67 @@
+"""One image reader for every caller: `segmenter predict` and POST /segment give the same mask
+for the same file, whatever its pixel format (alpha, 16-bit, palette transparency, CMYK, EXIF)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+from model import image_size, read_image
+from tests.service.conftest import decode_png, encode, post_image, random_image
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _files() -> dict[str, bytes]:
+    rgb = random_image(70, 90, seed=31)
+    alpha = np.tile(np.linspace(0, 255, 90, dtype=np.uint8), (70, 1))  # transparent on the left
+    rgba = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    palette = Image.fromarray(rgb).quantize(16)
+    palette.info["transparency"] = 3  # one palette entry is transparent
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise": stored 70×90, seen 90×70
+    return {
+        "rgba.png": _save(rgba, "PNG"),
+        "la.png": _save(rgba.convert("LA"), "PNG"),
+        "gray16.png": encode(np.asarray(Image.fromarray(rgb).convert("L")).astype(np.uint16) * 257),
+        "palette-transparent.png": _save(palette, "PNG", transparency=3),
+        "cmyk.jpg": _save(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95),
+        "exif-rotated.jpg": _save(Image.fromarray(rgb), "JPEG", quality=95, exif=exif.tobytes()),
+    }
+
+
+FILES = _files()
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_cli_and_service_give_the_same_mask(client, checkpoints, tmp_path, name):
+    source = tmp_path / "in" / name
+    source.parent.mkdir()
+    source.write_bytes(FILES[name])
+    assert main(["predict", str(source), "--checkpoint", str(checkpoints / "tiny-16"), "--out",
+                 str(tmp_path / "out")]) == 0
+    from_cli = np.asarray(Image.open(tmp_path / "out" / f"{source.stem}.png"))
+    response = post_image(client, FILES[name], model="tiny-16")
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(np.asarray(decode_png(response.content)), from_cli)
+
+
+def test_alpha_is_composited_over_white_and_exif_rotates():
+    rgba = read_image(FILES["rgba.png"])
+    assert rgba.shape == (70, 90, 3) and (rgba[:, 0] == 255).all()  # fully transparent column: white
+    assert read_image(FILES["exif-rotated.jpg"]).shape == (90, 70, 3)
+    assert image_size(FILES["exif-rotated.jpg"]) == (90, 70)  # from the header, already oriented
+    transparent = read_image(FILES["palette-transparent.png"])
+    palette = Image.open(io.BytesIO(FILES["palette-transparent.png"]))
+    assert (transparent[np.asarray(palette) == 3] == 255).all()
+    gray = read_image(FILES["gray16.png"])  # 16-bit v·257 rescaled back to v, not clipped at 255
+    expected = np.asarray(Image.fromarray(random_image(70, 90, seed=31)).convert("L"))
+    np.testing.assert_array_equal(gray, np.repeat(expected[..., None], 3, axis=2))
