@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from model import PRECISIONS
 from training.data.layouts import DATASETS
 
 
@@ -21,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--short-side", type=int, default=512,
                    help="resize test images so the short side is this (mmseg protocol); 0 keeps them as they are")
     e.add_argument("--device", default="auto")
-    e.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    e.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     e.add_argument("--out", type=Path, help="folder for the per-class table, confusion.png and scores.json")
     e.set_defaults(func=run_eval)
 

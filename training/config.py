@@ -3,18 +3,28 @@
     cfg = load_config("training/configs/ade20k_seg_b_mask_16.yaml", ["optim.lr=5e-4", "run.iterations=1000"])
 
 The defaults below are the paper's recipe (SGD momentum 0.9, weight decay 0, poly 0.9 down to
-1e-5, stochastic depth 0.1, no dropout); a YAML file only states what differs. The resolved
-config is saved as `config.yaml` in the run folder.
+1e-5, stochastic depth 0.1 in the encoder, dropout 0.1 in the mask transformer as the authors'
+code); a YAML file only states what differs. The resolved config is saved as `config.yaml` in
+the run folder.
+
+Everything is checked when the config is read, before any dataset is built: unknown keys,
+types, enumerations (`run.amp`, `optim.name`, `optim.schedule`, `run.device`, `data.dataset`),
+the variant and its `model.overrides`, and ranges. Each problem is a ValueError naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from model import SegmenterConfig, get_variant, variant_config
+from training.data.layouts import DATASETS
 
 
 @dataclass
@@ -26,7 +36,7 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "ade20k"  # ade20k | pascal_context | cityscapes | custom
+    dataset: str = "ade20k"  # ade20k | pascal_context | cityscapes | custom | synthetic
     root: str = "data/ade20k"
     crop_size: int = 512
     base_size: tuple[int, int] = (2048, 512)  # (long, short) sides of the ratio-resize scale
@@ -41,11 +51,11 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    name: str = "sgd"  # sgd (paper) | adamw (appendix)
+    name: Literal["sgd", "adamw"] = "sgd"  # sgd (paper) | adamw (appendix)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "poly"  # poly | cosine
+    schedule: Literal["poly", "cosine"] = "poly"
     poly_power: float = 0.9
     min_lr: float = 1e-5
     warmup_iterations: int = 0
@@ -57,13 +67,12 @@ class RunSection:
     iterations: int = 160_000
     batch_size: int = 8  # global batch (split over processes, times accumulation steps)
     accumulation: int = 1
-    amp: str = "none"  # none | bf16 | fp16
+    amp: Literal["none", "bf16", "fp16"] = "none"
     seed: int = 0
     eval_every: int = 4000
     log_every: int = 50
     out_dir: str = "runs/experiment"
-    device: str = "auto"  # auto | cpu | cuda
-    tensorboard: bool = False
+    device: str = "auto"  # auto (cuda if there is one) | cpu | cuda | cuda:N (one process only)
 
 
 @dataclass
@@ -98,6 +107,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
 
 def _apply(section: Any, data: dict[str, Any], prefix: str) -> None:
     names = {f.name for f in dataclasses.fields(section)}
+    hints = typing.get_type_hints(type(section))
     for key, value in data.items():
         if key not in names:
             raise ValueError(f"unknown config key {prefix}{key}; known: {', '.join(sorted(names))}")
@@ -106,8 +116,11 @@ def _apply(section: Any, data: dict[str, Any], prefix: str) -> None:
             if not isinstance(value, dict):
                 raise ValueError(f"{prefix}{key} is a section; give it a mapping")
             _apply(current, value, f"{prefix}{key}.")
-        else:
-            setattr(section, key, _coerce(value, current, prefix + key))
+            continue
+        choices = typing.get_args(hints[key]) if typing.get_origin(hints[key]) is Literal else ()
+        if choices and value not in choices:
+            raise ValueError(f"{prefix}{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        setattr(section, key, _coerce(value, current, prefix + key))
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -127,15 +140,58 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config, apply dotted overrides and validate the result (ValueError naming the key)."""
     cfg = TrainConfig()
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}; configs live in training/configs/")
-        _apply(cfg, yaml.safe_load(path.read_text()) or {}, "")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML: {exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"{path} must be a mapping of sections (model, data, optim, run)")
+        _apply(cfg, data or {}, "")
     for text in overrides:
         _apply(cfg, parse_override(text), "")
+    validate(cfg)
     return cfg
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_POSITIVE = {"data.crop_size": lambda c: c.data.crop_size, "optim.lr": lambda c: c.optim.lr,
+             "run.iterations": lambda c: c.run.iterations, "run.batch_size": lambda c: c.run.batch_size,
+             "run.accumulation": lambda c: c.run.accumulation, "run.eval_every": lambda c: c.run.eval_every,
+             "run.log_every": lambda c: c.run.log_every}
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Values that types cannot check: names, devices, ranges, the architecture the config builds."""
+    if cfg.data.dataset not in DATASETS:
+        raise ValueError(f"data.dataset must be one of {', '.join(DATASETS)}, got {cfg.data.dataset!r}")
+    if not _DEVICE.match(cfg.run.device):
+        raise ValueError(f"run.device must be auto, cpu, cuda or cuda:N, got {cfg.run.device!r}")
+    for key, get in _POSITIVE.items():
+        if not get(cfg) > 0:
+            raise ValueError(f"{key} must be > 0, got {get(cfg)!r}")
+    window = cfg.data.window_size or cfg.data.crop_size
+    if cfg.data.window_stride is not None and not 0 < cfg.data.window_stride <= window:
+        raise ValueError(f"data.window_stride must be in 1..{window} (the window), got {cfg.data.window_stride}")
+    try:
+        variant = get_variant(cfg.model.variant).name
+    except KeyError as exc:
+        raise ValueError(f"model.variant: {exc.args[0]}") from None
+    fields = {f.name for f in dataclasses.fields(SegmenterConfig)}
+    for key in cfg.model.overrides:
+        if key not in fields or key in ("num_classes", "image_size"):
+            settable = sorted(fields - {"num_classes", "image_size"})
+            raise ValueError(f"unknown config key model.overrides.{key}; known: {', '.join(settable)} "
+                             "(num_classes comes from the dataset, image_size from data.crop_size)")
+    try:
+        variant_config(variant, image_size=cfg.data.crop_size, **cfg.model.overrides)
+    except ValueError as exc:
+        raise ValueError(f"model.overrides: {exc}") from None
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -21,23 +21,45 @@ class Context:
         return self.rank == 0
 
 
+def resolve_device(device: str, local_rank: int, world_size: int) -> torch.device:
+    """The device this process uses for `run.device` / `--device` (auto | cpu | cuda | cuda:N).
+
+    Under torchrun each process takes cuda:LOCAL_RANK; an explicit cuda:N is for one process.
+    Asking for CUDA where there is none is an error, never a silent fall-back to the CPU.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return torch.device("cpu")
+    if not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use cpu (or auto)")
+    if device == "cuda":
+        index = local_rank
+    else:
+        if world_size > 1:
+            raise ValueError(f"device {device!r} names one GPU, but torchrun started {world_size} processes; "
+                             "use cuda (each process takes cuda:LOCAL_RANK)")
+        index = int(device.split(":", 1)[1])
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device cuda:{index} does not exist; this host has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
+
+
 def setup(device: str = "auto") -> Context:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK), or run alone.
 
     CUDA processes use NCCL and one GPU each; CPU processes use gloo.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda":
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
+    dev = resolve_device(device, local_rank, world)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return Context(rank, world, local_rank, dev)
 
 

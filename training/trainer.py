@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
@@ -32,6 +33,7 @@ from model import (
     load_pretrained_encoder,
     load_segmenter,
     normalization_stats,
+    precision_dtype,
     save_checkpoint,
 )
 from training import distributed
@@ -111,23 +113,124 @@ def make_optimizer(cfg: TrainConfig, net: Segmenter) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optim.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
-    if cfg.optim.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
-    raise ValueError(f"optim.name must be sgd or adamw, got {cfg.optim.name!r}")
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr)  # "adamw": load_config allows nothing else
 
 
 def learning_rate(cfg: TrainConfig, iteration: int) -> float:
     o = cfg.optim
     if o.schedule == "poly":
         return poly_lr(iteration, cfg.run.iterations, o.lr, o.poly_power, o.min_lr, o.warmup_iterations)
-    if o.schedule == "cosine":
-        return cosine_lr(iteration, cfg.run.iterations, o.lr, o.min_lr, o.warmup_iterations)
-    raise ValueError(f"optim.schedule must be poly or cosine, got {o.schedule!r}")
+    return cosine_lr(iteration, cfg.run.iterations, o.lr, o.min_lr, o.warmup_iterations)  # "cosine"
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+class BatchStream:
+    """Endless training batches for this process, resumable at any micro-step.
+
+    Data order comes from a seeded DistributedSampler (one permutation per epoch); a resumed
+    run skips the micro-steps already taken instead of loading them.
+    """
+
+    def __init__(self, dataset: Dataset, cfg: TrainConfig, ctx: distributed.Context, per_rank: int,
+                 micro_step: int) -> None:
+        self.seeded = SeededDataset(dataset, cfg.run.seed)
+        self.sampler = DistributedSampler(self.seeded, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.run.seed,
+                                          drop_last=True)
+        self.per_rank, self.seed, self.workers = per_rank, cfg.run.seed, cfg.data.workers
+        self.pin = ctx.device.type == "cuda"
+        self.batches_per_epoch = len(self.sampler) // per_rank
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"the training set ({len(dataset)} images) is smaller than one batch per process")
+        self.micro_step = micro_step
+        self._batches = iter(self._loader())
+
+    def _loader(self) -> DataLoader:
+        epoch, skip = divmod(self.micro_step, self.batches_per_epoch)
+        self.sampler.set_epoch(epoch)
+        self.seeded.epoch = epoch
+        # Its own generator: creating a loader must not draw from the global RNG either.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return DataLoader(self.seeded, batch_size=self.per_rank, sampler=SkipFirst(self.sampler, skip * self.per_rank),
+                          num_workers=self.workers, drop_last=True, pin_memory=self.pin, generator=generator)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            batch = next(self._batches)
+        except StopIteration:  # end of an epoch: the next one, newly shuffled
+            self._batches = iter(self._loader())
+            batch = next(self._batches)
+        self.micro_step += 1
+        return batch
+
+
+class Amp:
+    """Mixed precision per `run.amp`: the autocast dtype and, for fp16, a gradient scaler."""
+
+    def __init__(self, amp: str, device: torch.device) -> None:
+        self.device_type = device.type
+        self.dtype = None if amp == "none" else precision_dtype(amp)
+        self.scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, params, grad_clip: float | None) -> None:
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def per_process_batch(cfg: TrainConfig, world_size: int) -> int:
+    per_rank = cfg.run.batch_size // (world_size * cfg.run.accumulation)
+    if per_rank * world_size * cfg.run.accumulation != cfg.run.batch_size or per_rank < 1:
+        raise ValueError(f"run.batch_size {cfg.run.batch_size} must be a multiple of processes ({world_size}) "
+                         f"× run.accumulation ({cfg.run.accumulation})")
+    return per_rank
+
+
+def restore(out: Path, net: Segmenter, optimizer: torch.optim.Optimizer, amp: Amp) -> tuple[int, float]:
+    """Load `out/last` (weights, optimizer, scaler, RNG); returns (iteration, best mIoU)."""
+    if not (out / "last" / STATE_FILE).is_file():
+        raise FileNotFoundError(f"nothing to resume: {out / 'last' / STATE_FILE} does not exist")
+    net.load_state_dict(load_segmenter(out / "last").state_dict())
+    state = load_state(out / "last")
+    optimizer.load_state_dict(state["optimizer"])
+    if amp.scaler and state["scaler"]:
+        amp.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state["iteration"], state["best_miou"]
+
+
+def train_step(model: nn.Module, batches: BatchStream, optimizer: torch.optim.Optimizer, amp: Amp,
+               cfg: TrainConfig, device: torch.device) -> float:
+    """One optimizer step over `run.accumulation` micro-batches; returns the summed loss."""
+    loss_sum = 0.0
+    for micro in range(cfg.run.accumulation):
+        images, masks = batches.next()
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        # DDP: all-reduce gradients only on the last micro-batch.
+        last = micro == cfg.run.accumulation - 1 or not isinstance(model, DistributedDataParallel)
+        with (contextlib.nullcontext() if last else model.no_sync()), amp.autocast():
+            logits = model(images)
+            loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX) / cfg.run.accumulation
+        amp.backward(loss)
+        loss_sum += loss.item()
+    amp.step(optimizer, model.parameters(), cfg.optim.grad_clip)
+    return loss_sum
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
@@ -140,10 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     ctx = distributed.setup(cfg.run.device)
     out = Path(cfg.run.out_dir)
     seed_everything(cfg.run.seed)
-    per_rank = cfg.run.batch_size // (ctx.world_size * cfg.run.accumulation)
-    if per_rank * ctx.world_size * cfg.run.accumulation != cfg.run.batch_size or per_rank < 1:
-        raise ValueError(f"run.batch_size {cfg.run.batch_size} must be a multiple of processes ({ctx.world_size}) "
-                         f"× run.accumulation ({cfg.run.accumulation})")
+    per_rank = per_process_batch(cfg, ctx.world_size)
     train_set = build_dataset(cfg.data.dataset, cfg.data.root, "train")
     val_set = build_dataset(cfg.data.dataset, cfg.data.root, "val")
     net = build_model(cfg, train_set.class_names, train_set.palette, train_set.name).to(ctx.device)
@@ -152,43 +252,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
                                          cfg.data.base_size, cfg.data.ratio_range, cfg.data.cat_max_ratio,
                                          cfg.data.photometric)
     optimizer = make_optimizer(cfg, net)
-    scaler = torch.amp.GradScaler(ctx.device.type) if cfg.run.amp == "fp16" else None
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
-    start, best = 0, -1.0
-    if resume:
-        if not (out / "last" / STATE_FILE).is_file():
-            raise FileNotFoundError(f"nothing to resume: {out / 'last' / STATE_FILE} does not exist")
-        net.load_state_dict(load_segmenter(out / "last").state_dict())
-        state = load_state(out / "last")
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        start, best = state["iteration"], state["best_miou"]
-        set_rng_state(state["rng"])
+    amp = Amp(cfg.run.amp, ctx.device)
+    start, best = restore(out, net, optimizer, amp) if resume else (0, -1.0)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
     model = DistributedDataParallel(net) if ctx.world_size > 1 else net
-    seeded = SeededDataset(train_set, cfg.run.seed)
-    sampler = DistributedSampler(seeded, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.run.seed, drop_last=True)
-    batches_per_epoch = len(sampler) // per_rank
-    if batches_per_epoch == 0:
-        raise ValueError(f"the training set ({len(train_set)} images) is smaller than one batch per process")
-
-    def loader_from(micro_step: int) -> DataLoader:
-        epoch, skip = divmod(micro_step, batches_per_epoch)
-        sampler.set_epoch(epoch)
-        seeded.epoch = epoch
-        # Its own generator: creating a loader must not draw from the global RNG either.
-        generator = torch.Generator().manual_seed(cfg.run.seed * 100_003 + epoch)
-        return DataLoader(seeded, batch_size=per_rank, sampler=SkipFirst(sampler, skip * per_rank),
-                          num_workers=cfg.data.workers, drop_last=True, pin_memory=ctx.device.type == "cuda",
-                          generator=generator)
-
+    batches = BatchStream(train_set, cfg, ctx, per_rank, start * cfg.run.accumulation)
     end = min(stop_at or cfg.run.iterations, cfg.run.iterations)
-    micro_step = start * cfg.run.accumulation
-    batches = iter(loader_from(micro_step))
-    metrics_path = out / "metrics.jsonl"
     progress = tqdm(total=cfg.run.iterations, initial=start, desc="training", unit="it", disable=not ctx.is_main,
                     dynamic_ncols=True)
     result: dict[str, Any] = {}
@@ -198,32 +269,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         lr = learning_rate(cfg, iteration)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = 0.0
-        for micro in range(cfg.run.accumulation):
-            try:
-                images, masks = next(batches)
-            except StopIteration:
-                batches = iter(loader_from(micro_step))
-                images, masks = next(batches)
-            micro_step += 1
-            images, masks = images.to(ctx.device, non_blocking=True), masks.to(ctx.device, non_blocking=True)
-            sync = micro == cfg.run.accumulation - 1 or ctx.world_size == 1
-            with (model.no_sync() if not sync else contextlib.nullcontext()), torch.autocast(
-                    ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(images)
-                loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX) / cfg.run.accumulation
-            (scaler.scale(loss) if scaler else loss).backward()
-            loss_sum += loss.item()
-        if scaler:
-            scaler.unscale_(optimizer)
-        if cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_sum = train_step(model, batches, optimizer, amp, cfg, ctx.device)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"loss became {loss_sum} at iteration {iteration}; lower optim.lr or use amp=bf16")
         done = iteration + 1
@@ -232,10 +278,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
             loss_avg = distributed.mean_across(loss_sum, ctx.device)
             progress.set_postfix(loss=f"{loss_avg:.4f}", lr=f"{lr:.2e}")
             if ctx.is_main:
-                _log(metrics_path, {"iteration": done, "loss": loss_avg, "lr": lr,
-                                    "seconds": round(time.perf_counter() - tic, 3)})
+                _log(out / "metrics.jsonl", {"iteration": done, "loss": loss_avg, "lr": lr,
+                                             "seconds": round(time.perf_counter() - tic, 3)})
         if done % cfg.run.eval_every == 0 or done == end:
-            result = _evaluate_and_save(cfg, ctx, net, val_set, optimizer, scaler, done, best, out)
+            result = _evaluate_and_save(cfg, ctx, net, val_set, optimizer, amp.scaler, done, best, out)
             best = max(best, result["miou"])
             model.train()
     progress.close()

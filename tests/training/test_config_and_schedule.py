@@ -28,7 +28,17 @@ def test_yaml_and_overrides(tmp_path):
     ("optim.lrr=1", "unknown config key optim.lrr"),
     ("run.iterations=many", "run.iterations expects int"),
     ("optim", "not key=value"),
-    ("run.tensorboard=3", "expects true/false"),
+    ("data.photometric=3", "expects true/false"),
+    ("run.amp=bfloat16", "run.amp must be one of none, bf16, fp16, got 'bfloat16'"),
+    ("optim.name=adam", "optim.name must be one of sgd, adamw"),
+    ("optim.schedule=step", "optim.schedule must be one of poly, cosine"),
+    ("run.device=gpu", "run.device must be auto, cpu, cuda or cuda:N"),
+    ("data.dataset=ade", "data.dataset must be one of ade20k"),
+    ("model.variant=Seg-X/16", "model.variant: unknown Segmenter variant"),
+    ("model.overrides={dpeth: 2}", "unknown config key model.overrides.dpeth"),
+    ("model.overrides={depth: 0.5}", "depth must be int"),
+    ("run.batch_size=0", "run.batch_size must be > 0"),
+    ("data.window_stride=600", "data.window_stride must be in 1..512"),
 ])
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(ValueError, match=message):
@@ -64,3 +74,35 @@ def test_cosine_schedule_values():
     assert cosine_lr(60, 110, 1e-3, min_lr=0.0, warmup=10) == pytest.approx(0.5e-3)
     assert cosine_lr(110, 110, 1e-3, min_lr=1e-6, warmup=10) == pytest.approx(1e-6)
     assert not math.isnan(cosine_lr(0, 1, 1e-3))
+
+
+def test_a_config_typo_is_refused_before_any_data_is_read(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"data: {{dataset: custom, root: {tmp_path / 'no-data-here'}}}\n")
+    proc = subprocess.run([sys.executable, "training/train.py", "--config", str(config), "run.amp=bfloat16"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "run.amp must be one of none, bf16, fp16, got 'bfloat16'" in proc.stderr
+    assert "no-data-here" not in proc.stderr and "Traceback" not in proc.stderr  # refused before the data
+
+
+def test_cuda_n_is_honoured_and_missing_cuda_is_an_error(monkeypatch):
+    import torch
+
+    from training.distributed import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        resolve_device("cuda:1", 0, 1)
+    assert resolve_device("auto", 0, 1) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1", 0, 1) == torch.device("cuda", 1)
+    assert resolve_device("cuda", 1, 2) == torch.device("cuda", 1)  # torchrun: cuda:LOCAL_RANK
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_device("cuda:2", 0, 1)
+    with pytest.raises(ValueError, match="names one GPU"):
+        resolve_device("cuda:1", 0, 2)
