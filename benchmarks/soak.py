@@ -1,10 +1,13 @@
 """Soak test: minutes of mixed valid and hostile requests against a running service.
 
 Checks, and exits non-zero unless all hold: every valid image gets exactly the mask the
-`Predictor` computes, every hostile upload gets its documented status and error code, no 5xx
-other than 503 back-pressure, RSS growth under 5% after warm-up (median RSS of the last third of
-the run vs the first third), no leaked file descriptors, no temporary files left behind
-(uploads over 1 MB spool to disk).
+`Predictor` computes, every hostile upload gets its documented status and error code (elongated
+images and multi-scale on the largest allowed image included), no 5xx other than 503
+back-pressure, RSS growth under 5% after warm-up (median RSS of the last third of the run vs the
+first third), peak RSS under the service's stated ceiling (RSS once ready + every model's
+in-flight memory budget, from /models), no leaked file descriptors, no temporary files left
+behind (uploads over 1 MB spool to disk). Some requests are abandoned mid-processing (the client
+hangs up after a few milliseconds): their work must stop and nothing may leak.
 
     python benchmarks/soak.py --minutes 10 --concurrency 16       # docs/reliability.md
     python benchmarks/soak.py --minutes 0.25 --concurrency 8 --json report.json   # CI (tests/reliability)
@@ -51,6 +54,10 @@ class SoakReport:
     wrong: list[str] = field(default_factory=list)
     server_errors: int = 0  # 5xx other than 503
     back_pressure: int = 0  # 503
+    abandoned: int = 0  # requests the client hung up on mid-processing
+    rss_ready_mib: float = 0.0  # once the models are loaded, before any request
+    ceiling_mib: float = 0.0  # rss_ready + every model's in-flight budget (docs/reliability.md)
+    rss_peak_mib: float = 0.0  # VmHWM at the end
     rss_after_warmup_mib: float = 0.0
     rss_end_mib: float = 0.0
     fds_after_warmup: int = 0
@@ -64,20 +71,23 @@ class SoakReport:
     @property
     def passed(self) -> bool:
         return (not self.wrong and not self.server_errors and self.rss_growth < 0.05
+                and self.rss_peak_mib <= self.ceiling_mib
                 and self.fds_end <= self.fds_after_warmup and not self.temp_files_left)
 
     def summary(self) -> str:
-        return (f"{self.requests} requests ({self.valid} valid, {self.hostile} hostile): {len(self.wrong)} wrong, "
-                f"{self.server_errors} 5xx, {self.back_pressure} 503; RSS {self.rss_after_warmup_mib:.0f} -> "
-                f"{self.rss_end_mib:.0f} MiB ({self.rss_growth:+.1%}); fds {self.fds_after_warmup} -> {self.fds_end}; "
-                f"temp files left {self.temp_files_left}: {'PASS' if self.passed else 'FAIL'}")
+        return (f"{self.requests} requests ({self.valid} valid, {self.hostile} hostile, {self.abandoned} abandoned): "
+                f"{len(self.wrong)} wrong, {self.server_errors} 5xx, {self.back_pressure} 503; RSS "
+                f"{self.rss_after_warmup_mib:.0f} -> {self.rss_end_mib:.0f} MiB ({self.rss_growth:+.1%}), peak "
+                f"{self.rss_peak_mib:.0f} MiB (ceiling {self.ceiling_mib:.0f} MiB); fds {self.fds_after_warmup} -> "
+                f"{self.fds_end}; temp files left {self.temp_files_left}: {'PASS' if self.passed else 'FAIL'}")
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process (VmRSS now, VmHWM its peak), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def open_fds(pid: int) -> int:
@@ -103,8 +113,10 @@ def valid_cases(models_file: Path, count: int) -> list[tuple[str, bytes, np.ndar
 
 
 async def soak(url: str, pid: int, minutes: float, concurrency: int, valid: list, hostile: dict[str, Hostile],
-               temp_dir: Path, hostile_share: float = 0.3, seed: int = 0) -> SoakReport:
-    report = SoakReport()
+               temp_dir: Path, hostile_share: float = 0.3, abandon_share: float = 0.05, seed: int = 0) -> SoakReport:
+    report = SoakReport(rss_ready_mib=rss_mib(pid))
+    budgets = sum(m["in_flight_budget_bytes"] for m in httpx.get(url + "/models").json()["models"])
+    report.ceiling_mib = report.rss_ready_mib + budgets / 2**20
     rng = random.Random(seed)
 
     async def warm_up(client: httpx.AsyncClient) -> None:
@@ -114,17 +126,29 @@ async def soak(url: str, pid: int, minutes: float, concurrency: int, valid: list
         for model, data, _ in valid:
             await client.post("/segment", files={"image": ("x.img", data)}, data={"model": model})
         for case in hostile.values():
-            await client.post("/segment", files={"image": ("x.bin", case.data)})
+            await client.post("/segment", files={"image": ("x.bin", case.data)}, data=dict(case.fields))
         model, largest, _ = max(valid, key=lambda case: case[2].size)
         for _ in range(3):
             await asyncio.gather(*[client.post("/segment", files={"image": ("x.img", largest)}, data={"model": model})
                                    for _ in range(concurrency)])
 
+    async def abandon(client: httpx.AsyncClient) -> None:
+        """Send the largest valid image and hang up a few milliseconds later, mid-processing."""
+        model, data, _ = max(valid, key=lambda case: case[2].size)
+        try:
+            await client.post("/segment", files={"image": ("x.img", data)}, data={"model": model},
+                              timeout=rng.uniform(0.005, 0.05))
+        except httpx.TimeoutException:
+            report.abandoned += 1
+
     async def client_loop(client: httpx.AsyncClient, deadline: float) -> None:
         while time.monotonic() < deadline:
+            if rng.random() < abandon_share:
+                await abandon(client)
+                continue
             if rng.random() < hostile_share:
                 name, case = rng.choice(list(hostile.items()))
-                response = await client.post("/segment", files={"image": ("x.bin", case.data)})
+                response = await client.post("/segment", files={"image": ("x.bin", case.data)}, data=dict(case.fields))
                 report.hostile += 1
                 is_json = response.headers.get("content-type", "").startswith("application/json")
                 ok = (response.status_code == case.status and is_json
@@ -165,6 +189,7 @@ async def soak(url: str, pid: int, minutes: float, concurrency: int, valid: list
     third = max(1, len(samples) // 3)
     report.rss_after_warmup_mib = statistics.median(samples[:third])
     report.rss_end_mib = statistics.median(samples[-third:])
+    report.rss_peak_mib = rss_mib(pid, "VmHWM")
     report.fds_end = open_fds(pid)
     report.temp_files_left = sum(1 for _ in temp_dir.iterdir())
     return report
@@ -178,8 +203,9 @@ def run(models_file: Path, minutes: float, concurrency: int) -> SoakReport:
         valid = valid_cases(models_file, 12)
         hostile = hostile_corpus(MAX_PIXELS)
         port = free_port()
+        # The default window limits (the load benchmark raises the queue limit; the soak must not).
         limits = {"TMPDIR": str(temp_dir), "SEGMENTER_MAX_IMAGE_PIXELS": str(MAX_PIXELS),
-                  "SEGMENTER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)}
+                  "SEGMENTER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "SEGMENTER_MAX_QUEUE_WINDOWS": "512"}
         process = start_service(models_file, port, Path(tmp) / "service.log", extra_env=limits)
         try:
             wait_ready(f"http://127.0.0.1:{port}", process)

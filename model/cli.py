@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from model.inference.cost import DEFAULT_MAX_WINDOWS
 from model.inference.forward import PRECISIONS
 from model.inference.images import IMAGE_SUFFIXES, ImageError, read_image
 
@@ -29,6 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
+    p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
+                   help="refuse images that need more sliding windows (elongated or huge images, multi-scale); "
+                   "0 for no limit")
     p.set_defaults(func=run_predict)
 
     v = subparsers.add_parser("variants", help="list the registered model variants")
@@ -53,7 +57,7 @@ def list_images(path: Path) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from model import CheckpointError, Predictor, draw_legend, load_segmenter, mask_to_image, overlay
+    from model import CheckpointError, Predictor, TooManyWindows, load_segmenter
 
     try:
         images = list_images(args.input)
@@ -64,27 +68,37 @@ def run_predict(args: argparse.Namespace) -> int:
     if not images:
         print(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.input}", file=sys.stderr)
         return 2
-    meta = net.metadata
-    predictor = Predictor(net, device=args.device, precision=args.precision, batch_size=args.batch_size)
+    predictor = Predictor(net, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                          max_windows=args.max_windows or None)
     args.out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for path in tqdm(images, desc="segmenting", unit="img", disable=len(images) == 1):
         try:
-            rgb = read_image(path)
+            _segment_file(path, predictor, args)
         except (ImageError, OSError) as exc:
             failures.append(f"{path}: {exc}")
-            continue
-        mask = predictor.predict(rgb, multiscale=args.multiscale)
-        mask_to_image(mask, meta.palette).save(args.out / f"{path.stem}.png")
-        if args.overlay:
-            present = [int(c) for c in np.unique(mask)]
-            picture = draw_legend(overlay(rgb, mask, meta.palette, args.alpha), present, meta.class_names, meta.palette)
-            Image.fromarray(picture).save(args.out / f"{path.stem}_overlay.png")
+        except TooManyWindows as exc:
+            failures.append(f"{path}: {exc} (--max-windows; 0 for no limit)")
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     done = len(images) - len(failures)
     print(f"wrote {done} mask(s) to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else ""))
     return 1 if failures else 0
+
+
+def _segment_file(path: Path, predictor, args: argparse.Namespace) -> None:
+    """Segment one file and write its mask (and overlay). The cost is checked from the header first."""
+    from model import draw_legend, image_size, mask_to_image, overlay
+
+    predictor.check_cost(*image_size(path), args.multiscale)
+    rgb = read_image(path)
+    mask = predictor.predict(rgb, multiscale=args.multiscale)
+    meta = predictor.metadata
+    mask_to_image(mask, meta.palette).save(args.out / f"{path.stem}.png")
+    if args.overlay:
+        present = [int(c) for c in np.unique(mask)]
+        picture = draw_legend(overlay(rgb, mask, meta.palette, args.alpha), present, meta.class_names, meta.palette)
+        Image.fromarray(picture).save(args.out / f"{path.stem}_overlay.png")
 
 
 def run_variants(args: argparse.Namespace) -> int:

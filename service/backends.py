@@ -35,34 +35,35 @@ def _check_device(device: str) -> None:
                              "set device: cpu or run on a GPU host (docker compose with the nvidia runtime)")
 
 
-def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
-    """Load, place and wrap one model. Raises ModelLoadError with the reason."""
+def load_model(spec: ModelSpec, cache_dir: Path | None = None, max_windows: int | None = None) -> LoadedModel:
+    """Load, place and wrap one model. Raises ModelLoadError with the reason.
+
+    `max_windows`: the per-request window limit when the models file sets none for this model.
+    """
     path = Path(spec.checkpoint)
     if not path.exists():
         raise ModelLoadError(f"checkpoint {path} does not exist (model {spec.name!r}); "
                              "fix `checkpoint` in the models file")
     _check_device(spec.device)
     try:
+        windows = dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size,
+                       max_windows=spec.max_windows_per_request or max_windows)
         if spec.backend == "torch":
-            return _load_torch(spec, path)
-        return _load_export(spec, path, cache_dir)
+            return _load_torch(spec, path, windows)
+        return _load_export(spec, path, cache_dir, windows)
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         raise ModelLoadError(f"cannot load model {spec.name!r} from {path}: {exc}") from exc
 
 
-def _windows(spec: ModelSpec) -> dict:
-    return dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size)
-
-
-def _load_torch(spec: ModelSpec, path: Path) -> LoadedModel:
+def _load_torch(spec: ModelSpec, path: Path, windows: dict) -> LoadedModel:
     if is_exported(path):
         raise ModelLoadError(f"{path} is an exported ONNX model; use backend onnxruntime or tensorrt for it")
     net = load_segmenter(path)
-    predictor = Predictor(net, device=spec.device, precision=spec.precision, **_windows(spec))
+    predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
     return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
 
 
-def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None) -> LoadedModel:
+def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: dict) -> LoadedModel:
     if not is_exported(path):
         raise ModelLoadError(f"backend {spec.backend} needs an exported ONNX folder; {path} is not one. "
                              f"Run `segmenter export onnx --checkpoint {path} --out OUT` and point "
@@ -78,7 +79,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None) -> LoadedM
                               window=exported.window_size, max_batch=spec.max_batch_size)
     runner = OnnxRuntimeRunner(exported, providers)
     # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
-    predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **_windows(spec))
+    predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
     return LoadedModel(spec, predictor, exported.config.get("patch_size"), f"onnxruntime {runner.providers}")
 
 

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+        app.state.abandoned = set()  # tasks of requests that ended early, stopping in the background
         if settings.fail_fast:
             await pool.load_all()  # raises: uvicorn reports it and exits
             loading = None
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if loading is not None and not loading.done():
                 loading.cancel()
+            await asyncio.gather(*app.state.abandoned, return_exceptions=True)
             await pool.close()
             app.state.executor.shutdown(wait=True)
 

@@ -34,6 +34,11 @@ class ServiceMetrics:
                                  registry=r)
         self.rejected = Counter("segmenter_rejected", "Requests refused before running, by reason",
                                 ["reason"], registry=r)
+        self.cancelled = Counter("segmenter_cancelled", "Requests whose work was stopped before it finished, by why "
+                                 "(timeout, client_gone) and the stage it stopped in (decode, queue, merge)",
+                                 ["model", "reason", "stage"], registry=r)
+        self.in_flight_bytes = Gauge("segmenter_in_flight_bytes", "Estimated memory of the requests in flight "
+                                     "(reserved from the image header until the answer)", ["model"], registry=r)
         r.register(_GpuMemoryCollector())
 
     def set_model_state(self, model: str, state: str) -> None:

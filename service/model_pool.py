@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from service.admission import Admission
 from service.backends import LoadedModel, ModelLoadError, load_model, warm_up
 from service.batcher import BatchStats, WindowBatcher
 from service.metrics import ServiceMetrics
@@ -38,6 +39,7 @@ class ServedModel:
     detail: str | None = None  # what loading is doing now, shown by /readyz
     loaded: LoadedModel | None = None
     batcher: WindowBatcher | None = None
+    admission: Admission | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when loading ends, either way
 
 
@@ -99,17 +101,22 @@ class ModelPool:
                 raise ModelLoadError(f"model {name!r} failed to load: {reason}") from exc
             return
         served.loaded = loaded
+        queue_windows = served.spec.max_queue_windows or self.settings.max_queue_windows
         served.batcher = WindowBatcher(
             loaded.predictor.forward_windows, served.spec.max_batch_size, self.settings.max_queue_delay_ms / 1000,
-            self.settings.max_queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name,
+            queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name,
             workers=served.spec.workers)
+        window = loaded.predictor.window_size
+        window_bytes = loaded.predictor.cost(window, window).bytes
+        served.admission = Admission(queue_windows * window_bytes, window_bytes)
         self._mark(served, "ready")
         log.info("model %s ready: %s, window %d stride %d", name, loaded.backend_detail,
                  loaded.predictor.window_size, loaded.predictor.window_stride)
 
     async def _load_and_warm_up(self, served: ServedModel) -> LoadedModel:
         served.detail = "loading weights"
-        loaded = await asyncio.to_thread(load_model, served.spec, self.settings.cache_dir)
+        loaded = await asyncio.to_thread(load_model, served.spec, self.settings.cache_dir,
+                                         self.settings.max_windows_per_request)
         if self.settings.warmup:
             served.detail = ("warming up: building the TensorRT engine (minutes at first start, then cached)"
                              if served.spec.backend == "tensorrt" else "warming up")

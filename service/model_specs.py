@@ -13,6 +13,8 @@
         workers: 1                    # batches in flight at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
         window_size: null             # override the checkpoint's sliding window (pixels)
         window_stride: null
+        max_windows_per_request: null # override SEGMENTER_MAX_WINDOWS_PER_REQUEST for this model
+        max_queue_windows: null       # override SEGMENTER_MAX_QUEUE_WINDOWS for this model
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class ModelSpec(BaseModel):
     workers: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
     window_size: int | None = Field(None, ge=16)
     window_stride: int | None = Field(None, ge=1)
+    max_windows_per_request: int | None = Field(None, ge=1)  # None: the service setting
+    max_queue_windows: int | None = Field(None, ge=1)  # None: the service setting
     tensorrt_cache: Path | None = None  # where ONNX Runtime keeps built TensorRT engines
 
     @field_validator("device")

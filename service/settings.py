@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     # Limits users can hit; each produces a clear 4xx (see SECURITY.md).
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="413 above this many request-body bytes")
     max_image_pixels: int = Field(40_000_000, gt=0, description="413 for images with more pixels (decompression bombs)")
-    max_queue_windows: int = Field(512, gt=0, description="per model: 503 + Retry-After when this many windows wait")
+    max_windows_per_request: int = Field(256, gt=0, description="413 for images that need more sliding windows "
+                                         "(elongated or huge images, multi-scale), known from the header")
+    max_queue_windows: int = Field(512, gt=0, description="per model: the memory of this many windows' requests may "
+                                   "be in flight; beyond it 503 + Retry-After")
     max_queue_delay_ms: float = Field(5.0, ge=0, description="how long a batch may wait for more windows")
     request_timeout_s: float = Field(60.0, gt=0, description="504 when a request takes longer")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503")

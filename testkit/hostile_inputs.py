@@ -18,6 +18,7 @@ class Hostile(NamedTuple):
     data: bytes
     status: int
     code: str
+    fields: tuple[tuple[str, str], ...] = ()  # form fields sent with the image
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -52,9 +53,17 @@ def animated(fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def elongated_png(width: int, height: int) -> bytes:
+    """A tiny PNG of an extreme shape: a few hundred bytes that upscale into thousands of windows."""
+    return encode(np.full((height, width, 3), 127, np.uint8), compress_level=9)
+
+
 def hostile_corpus(max_pixels: int) -> dict[str, Hostile]:
+    """Uploads and their answers, for a service with `max_pixels` and the default window limit
+    (the elongated and multi-scale cases need far more than 256 windows of any window <= 512)."""
     valid = encode(smooth_image(64, 64, seed=1))
     side = int(max_pixels**0.5) + 1  # a square just over the pixel limit
+    largest = int(max_pixels**0.5)  # ...and the largest square allowed
     return {
         "empty": Hostile(b"", 400, "empty_image"),
         "text": Hostile(b"hello, this is not an image at all" * 10, 415, "unsupported_media_type"),
@@ -69,4 +78,9 @@ def hostile_corpus(max_pixels: int) -> dict[str, Hostile]:
                                     "corrupt_image"),
         "huge header, tiny body": Hostile(png_with_declared_size(60_000, 60_000), 413, "image_too_large"),
         "pixels over the limit": Hostile(encode(np.zeros((side, side, 3), np.uint8)), 413, "image_too_large"),
+        "20000×2": Hostile(elongated_png(20000, 2), 413, "too_many_windows"),
+        "2×20000": Hostile(elongated_png(2, 20000), 413, "too_many_windows"),
+        "1×40000": Hostile(elongated_png(1, 40000), 413, "too_many_windows"),
+        "largest image, multi-scale": Hostile(encode(np.zeros((largest, largest, 3), np.uint8), "JPEG"), 413,
+                                              "too_many_windows", (("multiscale", "true"),)),
     }

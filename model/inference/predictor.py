@@ -23,9 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from model.inference.cost import DEFAULT_MAX_WINDOWS, WindowCost, check_windows, estimate_cost
 from model.inference.forward import TorchForward, WindowForward
 from model.inference.sliding_window import run_windows
-from model.inference.window_plan import WindowPlan, plan_windows
+from model.inference.window_plan import StopCheck, WindowPlan, plan_windows
 from model.metadata import ModelMetadata
 from model.modeling.segmenter import Segmenter
 
@@ -49,6 +50,8 @@ class Predictor:
         metadata: override `net.metadata` (required when the net has none).
         forward: run the windows through this WindowForward instead of `net` (an ONNX Runtime
             or TensorRT runner); `net` may then be None (pass `metadata=`).
+        max_windows: refuse (TooManyWindows, before any work) images that need more windows;
+            None for no limit. See `model.inference.cost`.
     Raises:
         ValueError for a window/stride that cannot be planned, an unknown precision, or a
         missing model or metadata.
@@ -64,6 +67,7 @@ class Predictor:
         batch_size: int = 4,
         metadata: ModelMetadata | None = None,
         forward: WindowForward | None = None,
+        max_windows: int | None = DEFAULT_MAX_WINDOWS,
     ) -> None:
         if net is None and forward is None:
             raise ValueError("Predictor needs a model (net=) or a WindowForward (forward=)")
@@ -80,32 +84,59 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self.max_windows = max_windows
         self.forward = forward if forward is not None else TorchForward(net, self.device, precision)
         self.num_classes = metadata.num_classes
         self._mean = torch.tensor(metadata.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)
 
-    # --- the three steps -----------------------------------------------------------------
-    def prepare(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None) -> WindowPlan:
-        """H×W×3 uint8 RGB -> every window the image needs (normalized, on the device)."""
+    # --- what an image will cost ------------------------------------------------------------
+    def cost(self, height: int, width: int, multiscale: bool = False,
+             scales: Sequence[float] | None = None) -> WindowCost:
+        """Windows and memory an H×W image needs, from its size alone (nothing is computed)."""
+        scales, flips = self._views(multiscale, scales)
+        return estimate_cost(height, width, self.window_size, self.window_stride, self.num_classes, scales,
+                             len(flips))
+
+    def check_cost(self, height: int, width: int, multiscale: bool = False,
+                   scales: Sequence[float] | None = None) -> WindowCost:
+        """The cost of an H×W image; TooManyWindows if it needs more than `max_windows`."""
+        cost = self.cost(height, width, multiscale, scales)
+        check_windows(cost, self.max_windows, height, width, multiscale, self.window_size)
+        return cost
+
+    def _views(self, multiscale: bool, scales: Sequence[float] | None = None) -> tuple[Sequence[float], tuple]:
         if scales is None:
             scales = MULTISCALE_SCALES if multiscale else (1.0,)
-        flips = (False, True) if multiscale else (False,)
+        return scales, ((False, True) if multiscale else (False,))
+
+    # --- the three steps -----------------------------------------------------------------
+    def prepare(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None,
+                should_stop: StopCheck | None = None) -> WindowPlan:
+        """H×W×3 uint8 RGB -> every window the image needs (normalized, on the device).
+
+        Raises TooManyWindows before any work when the image needs more than `max_windows`, and
+        `Cancelled` between views once `should_stop()` is true.
+        """
+        _check_rgb(rgb)
+        self.check_cost(*rgb.shape[:2], multiscale, scales)
+        scales, flips = self._views(multiscale, scales)
         with torch.inference_mode():
-            return plan_windows(self.to_tensor(rgb), self.window_size, self.window_stride, scales, flips)
+            return plan_windows(self.to_tensor(rgb), self.window_size, self.window_stride, scales, flips, should_stop)
 
     def forward_windows(self, crops: torch.Tensor) -> torch.Tensor:
         """N×3×w×w normalized crops -> N×C×w×w float32 logits, `batch_size` at a time."""
         with torch.inference_mode():
             return run_windows(self.forward, crops, self.batch_size)
 
-    def finish(self, plan: WindowPlan, logits: torch.Tensor) -> np.ndarray:
+    def finish(self, plan: WindowPlan, logits: torch.Tensor, should_stop: StopCheck | None = None) -> np.ndarray:
         """A plan's window logits -> H×W class ids (uint8, or uint16 above 256 classes).
 
         The argmax runs where the logits are (the GPU for GPU models): only the mask comes back.
+        Raises `Cancelled` between steps once `should_stop()` is true.
         """
         with torch.inference_mode():
-            ids = plan.class_ids(logits.to(self.device))
+            ids = plan.class_ids(logits.to(self.device), should_stop)
             return ids.cpu().numpy().astype(class_id_dtype(self.num_classes))
 
     # --- whole images ----------------------------------------------------------------------
@@ -129,11 +160,15 @@ class Predictor:
     # --- preprocessing ---------------------------------------------------------------------
     def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         """H×W×3 uint8 RGB -> 1×3×H×W float32 normalized, on the device."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            got = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}"
-            raise ValueError(f"expected an H×W×3 uint8 RGB array, got {got}; read files with model.read_image")
+        _check_rgb(rgb)
         if not rgb.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
             rgb = rgb.copy()
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
         image = image.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         return (image - self._mean) / self._std
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        got = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}"
+        raise ValueError(f"expected an H×W×3 uint8 RGB array, got {got}; read files with model.read_image")

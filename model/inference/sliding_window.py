@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from model.inference.cost import upscaled_size
 from model.inference.forward import WindowForward
 
 Anchor = tuple[int, int]  # (top, left) of a window in the image
@@ -44,13 +45,9 @@ def resize_to_window(image: torch.Tensor, window: int) -> torch.Tensor:
     Images already large enough are returned unchanged; the aspect ratio is kept.
     """
     height, width = image.shape[-2:]
-    if min(height, width) >= window:
+    size = upscaled_size(height, width, window)
+    if size == (height, width):
         return image
-    # Same arithmetic as the official code, so sizes agree to the pixel.
-    if height < width:
-        size = (window, int(width / height * window))
-    else:
-        size = (int(height / width * window), window)
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
 
 

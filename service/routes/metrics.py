@@ -16,4 +16,5 @@ async def metrics_endpoint(metrics: MetricsDep, pool: PoolDep) -> Response:
     for name, served in pool.models.items():
         queued = served.batcher.queued_windows if served.batcher else 0
         metrics.queue_depth.labels(model=name).set(queued)
+        metrics.in_flight_bytes.labels(model=name).set(served.admission.reserved_bytes if served.admission else 0)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from service.deps import PoolDep
+from service.deps import PoolDep, SettingsDep
 
 router = APIRouter(tags=["models"])
 
@@ -25,6 +25,10 @@ class ModelInfo(BaseModel):
     window_size: int | None
     window_stride: int | None
     dataset: str | None
+    max_windows_per_request: int | None  # 413 above (SEGMENTER_MAX_WINDOWS_PER_REQUEST or the models file)
+    max_queue_windows: int  # in-flight budget, in windows (SEGMENTER_MAX_QUEUE_WINDOWS or the models file)
+    window_bytes: int | None  # estimated memory of one window-sized request
+    in_flight_budget_bytes: int | None  # memory of requests in flight is kept under this; 503 beyond
     classes: list[str]
     palette: list[list[int]]
 
@@ -35,7 +39,7 @@ class ModelList(BaseModel):
 
 
 @router.get("/models", response_model=ModelList, summary="List the served models")
-async def list_models(pool: PoolDep) -> ModelList:
+async def list_models(pool: PoolDep, settings: SettingsDep) -> ModelList:
     default = pool.resolve(None).spec.name
     infos = []
     for name, served in pool.models.items():
@@ -48,6 +52,12 @@ async def list_models(pool: PoolDep) -> ModelList:
             patch_size=loaded.patch_size if loaded else None,
             window_size=loaded.predictor.window_size if loaded else spec.window_size,
             window_stride=loaded.predictor.window_stride if loaded else spec.window_stride,
-            dataset=meta.dataset if meta else None, classes=list(meta.class_names) if meta else [],
+            dataset=meta.dataset if meta else None,
+            max_windows_per_request=loaded.predictor.max_windows if loaded else
+            (spec.max_windows_per_request or settings.max_windows_per_request),
+            max_queue_windows=spec.max_queue_windows or settings.max_queue_windows,
+            window_bytes=served.admission.window_bytes if served.admission else None,
+            in_flight_budget_bytes=served.admission.budget_bytes if served.admission else None,
+            classes=list(meta.class_names) if meta else [],
             palette=[[int(v) for v in c] for c in meta.palette] if meta else []))
     return ModelList(default=default, models=infos)

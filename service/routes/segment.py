@@ -14,11 +14,11 @@ from fastapi.responses import JSONResponse, Response
 from service.batcher import BatchFailed, QueueFull
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import STATUS_CODES, ServiceError, error_body
-from service.metrics import UNKNOWN_MODEL
+from service.metrics import UNKNOWN_MODEL, ServiceMetrics
 from service.model_pool import ModelPool, ModelUnavailable, ServedModel, UnknownModel
 from service.outputs import classes_present, render_json, render_mask, render_overlay
 from service.segment_options import SegmentOptions, openapi_description, read_segment_request
-from service.segmentation import Segmentation, segment
+from service.segmentation import Abort, Segmentation, segment
 from service.settings import Settings
 
 router = APIRouter(tags=["segmentation"])
@@ -63,7 +63,7 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
         output = options.output
         served = _resolve(pool, options.model)
         label = served.spec.name
-        result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor)
+        result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor, metrics)
         response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options)
         metrics.queue_wait.labels(model=label).observe(result.timings["queue"])
         _add_headers(response, served, result, time.perf_counter() - started)
@@ -107,16 +107,24 @@ def _resolve(pool: ModelPool, name: str | None) -> ServedModel:
 
 
 async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes, options: SegmentOptions,
-                              settings: Settings, executor: Executor) -> Segmentation:
+                              settings: Settings, executor: Executor, metrics: ServiceMetrics) -> Segmentation:
     """Segment, unless the client hangs up (_ClientGone) or the timeout passes (504) first; either
-    way the unfinished work is cancelled, which withdraws its windows from the queue."""
-    work = asyncio.create_task(segment(served, data, options.multiscale, executor, settings.max_image_pixels))
+    way the unfinished work is stopped: its threads at their next step, its queued windows
+    withdrawn. The abandoned task finishes in the background (`app.state.abandoned`) once its
+    threads have stopped, and only then releases its memory reservation."""
+    abort = Abort()
+    work = asyncio.create_task(segment(served, data, options.multiscale, executor, settings.max_image_pixels,
+                                       abort, metrics))
     gone = asyncio.create_task(_disconnected(request))
     done, _ = await asyncio.wait({work, gone}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
     gone.cancel()
     if work in done:
         return work.result()
+    abort.set("client_gone" if gone in done else "timeout")
     work.cancel()
+    abandoned: set[asyncio.Task] = request.app.state.abandoned
+    abandoned.add(work)
+    work.add_done_callback(abandoned.discard)
     if gone in done:
         raise _ClientGone
     raise ServiceError(504, "timeout", f"the request took longer than {settings.request_timeout_s:g} s "

@@ -1,8 +1,9 @@
 """The short soak: mixed valid and hostile requests against a real `segmenter serve` process.
 
 Runs `benchmarks/soak.py` as a user would and checks its report: zero wrong answers, no 5xx but
-503 back-pressure, RSS growth under 5% after warm-up, no leaked file descriptors or temporary
-files. The long run is `python benchmarks/soak.py --minutes 10` (docs/reliability.md).
+503 back-pressure, RSS growth under 5% after warm-up, peak RSS under the stated ceiling with
+requests abandoned mid-processing, no leaked file descriptors or temporary files. The long run
+is `python benchmarks/soak.py --minutes 10` (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def test_short_soak_of_mixed_valid_and_hostile_requests(tmp_path):
     assert not report["wrong"], report["wrong"][:10]
     assert report["server_errors"] == 0
     assert report["rss_growth"] < 0.05, proc.stdout
+    assert report["abandoned"] > 0 and report["rss_peak_mib"] <= report["ceiling_mib"], proc.stdout
     assert report["fds_end"] <= report["fds_after_warmup"], proc.stdout
     assert report["temp_files_left"] == 0
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]

@@ -140,10 +140,10 @@ def test_readyz_shows_loading_progress_until_the_models_are_warm(models_file, mo
     release, entered = threading.Event(), threading.Event()
     real_load = model_pool.load_model
 
-    def slow_load(spec, cache_dir=None):
+    def slow_load(spec, cache_dir=None, max_windows=None):
         entered.set()
         assert release.wait(30)
-        return real_load(spec, cache_dir)
+        return real_load(spec, cache_dir, max_windows)
 
     monkeypatch.setattr(model_pool, "load_model", slow_load)
     with TestClient(create_app(make_settings(models_file))) as client:

@@ -1,0 +1,99 @@
+"""What a request will cost, known from the image's size alone, before a pixel is decoded.
+
+Sliding-window inference resizes each view (scale × flip) of an image, upscales it until its
+short side reaches the window, and tiles it. The work therefore grows with (window / short side)²
+for thin images — a 20000×2 PNG of a few hundred bytes becomes 1 600 000×160 pixels and 10 000
+windows of a 160-pixel model — and with the 12 views of multi-scale. `estimate_cost` computes
+the windows and the memory from the same geometry `plan_windows` uses, so the service, the CLI
+and the Predictor can refuse a request before doing any of that work.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Windows one request may cut by default: far more than a photo needs at a model's test scale
+# (docs/reliability.md: Cost of a request), far less than an elongated or huge image asks for.
+DEFAULT_MAX_WINDOWS = 256
+
+
+class TooManyWindows(ValueError):
+    """A request would need more windows than allowed; the message says how many and what to change."""
+
+    def __init__(self, message: str, windows: int, limit: int) -> None:
+        super().__init__(message)
+        self.windows, self.limit = windows, limit
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(H, W) of a view resized by `scale` (rounded, at least 1 pixel)."""
+    if scale == 1.0:
+        return height, width
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+def upscaled_size(height: int, width: int, window: int) -> tuple[int, int]:
+    """(H, W) after upscaling so the short side reaches the window (unchanged if it already does).
+
+    The official code's arithmetic, so sizes agree with it to the pixel.
+    """
+    if min(height, width) >= window:
+        return height, width
+    if height < width:
+        return window, int(width / height * window)
+    return int(height / width * window), window
+
+
+def windows_along(size: int, window: int, stride: int) -> int:
+    """Window positions along one side of `size` >= window pixels (the last one flush with the end)."""
+    return math.ceil((size - window) / stride) + 1
+
+
+@dataclass(frozen=True)
+class WindowCost:
+    """The work and memory of one image's sliding-window inference.
+
+    windows: windows over all views; largest_view: (H, W) of the largest tiled view;
+    bytes: estimated peak bytes of the request's tensors (decoded and normalized image, window
+    crops, window logits, merged views) — where the memory of a request goes.
+    """
+
+    windows: int
+    largest_view: tuple[int, int]
+    bytes: int
+
+
+def estimate_cost(height: int, width: int, window: int, stride: int, num_classes: int,
+                  scales: Sequence[float] = (1.0,), flips: int = 1) -> WindowCost:
+    """The cost of `plan_windows` on an H×W image (flips: 1 plain, 2 with mirrored views)."""
+    views = [upscaled_size(*scaled_size(height, width, s), window) for s in scales]
+    per_view = [windows_along(h, window, stride) * windows_along(w, window, stride) for h, w in views]
+    windows = flips * sum(per_view)
+    largest = max(views, key=lambda hw: hw[0] * hw[1])
+    floats = 4
+    image = height * width * (3 + 3 * floats)  # uint8 decode + the normalized float copy
+    per_window = window * window * (3 + num_classes) * floats  # its crop and its logits
+    merged = flips * sum(h * w for h, w in views) * (num_classes + 1) * floats  # merged logits + counts
+    return WindowCost(windows, largest, image + windows * per_window + merged)
+
+
+def check_windows(cost: WindowCost, limit: int | None, height: int, width: int, multiscale: bool,
+                  window: int) -> None:
+    """Raise TooManyWindows when `cost` is over `limit` (None: no limit), saying what to change."""
+    if limit is None or cost.windows <= limit:
+        return
+    ratio = max(height, width) / min(height, width)
+    advice = []
+    if ratio > 4:
+        advice.append(f"the image is {width}×{height} ({ratio:,.0f}:1): its short side is upscaled to the "
+                      f"{window}-pixel window, so a thin image costs as much as a huge one; crop it to a less "
+                      "elongated shape")
+    else:
+        advice.append("send a smaller image")
+    if multiscale:
+        advice.append("turn multi-scale off (it runs 12 views)")
+    raise TooManyWindows(f"the image would need {cost.windows:,} windows of {window}×{window} pixels "
+                         f"(about {cost.bytes / 2**30:.1f} GiB); the limit is {limit:,} per image: "
+                         + "; or ".join(advice), cost.windows, limit)
