@@ -116,16 +116,16 @@ def run_variants(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from model import CheckpointError, load_segmenter, save_checkpoint
+    from model import CheckpointError, convert_checkpoint
 
     try:
-        net = load_segmenter(args.checkpoint)
+        net = convert_checkpoint(args.checkpoint, args.out)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    save_checkpoint(net, args.out)
     meta = net.metadata
     print(f"wrote {args.out}: {net.config.embed_dim}-dim, depth {net.config.depth}, patch {net.config.patch_size}, "
           f"{net.config.decoder} decoder, {meta.num_classes} classes ({meta.dataset}), "
-          f"window {meta.window_size}/{meta.window_stride}")
+          f"window {meta.window_size}/{meta.window_stride}, test scale {meta.test_scale or 'none'}, "
+          f"{meta.protocol} protocol")
     return 0

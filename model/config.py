@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 DecoderName = Literal["linear", "mask_transformer"]
 PosEmbedInterp = Literal["bilinear", "bicubic"]
+OutputResize = Literal["upsample_crop", "resize"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,15 @@ class SegmenterConfig:
     dropout: float = 0.0
     decoder_drop_path_rate: float = 0.0
     decoder_dropout: float = 0.1
-    # Numerics. The official code uses PyTorch's LayerNorm eps (1e-5) and bilinear resizing
-    # of position embeddings; mmseg's checkpoints were trained with 1e-6 and bicubic.
+    # Numerics, so each source's checkpoints compute what they computed where they were trained.
+    # Official: PyTorch's LayerNorm eps (1e-5) everywhere, bilinear resizing of position
+    # embeddings, patch logits upsampled ×patch over the padded input then cropped.
+    # mmseg: eps 1e-6 in the ViT and 1e-5 in the mask head, bicubic, patch logits resized
+    # straight to the input size (the two agree when the input is a multiple of the patch).
     layer_norm_eps: float = 1e-5
+    decoder_layer_norm_eps: float | None = None  # None: layer_norm_eps
     pos_embed_interp: PosEmbedInterp = "bilinear"
+    output_resize: OutputResize = "upsample_crop"
 
     def __post_init__(self) -> None:
         problems = _type_problems(self)
@@ -63,6 +69,8 @@ class SegmenterConfig:
             problems.append(f"num_classes must be >= 1, got {self.num_classes}")
         if self.pos_embed_interp not in ("bilinear", "bicubic"):
             problems.append(f"pos_embed_interp must be 'bilinear' or 'bicubic', got {self.pos_embed_interp!r}")
+        if self.output_resize not in ("upsample_crop", "resize"):
+            problems.append(f"output_resize must be 'upsample_crop' or 'resize', got {self.output_resize!r}")
         for name in ("drop_path_rate", "dropout", "decoder_drop_path_rate", "decoder_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -73,6 +81,11 @@ class SegmenterConfig:
     def decoder_num_heads(self) -> int:
         """Heads of the mask transformer: the official code uses embed_dim // 64 (at least 1)."""
         return max(1, self.embed_dim // 64)
+
+    @property
+    def decoder_eps(self) -> float:
+        """LayerNorm eps of the mask transformer's norms."""
+        return self.layer_norm_eps if self.decoder_layer_norm_eps is None else self.decoder_layer_norm_eps
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -100,18 +113,22 @@ class SegmenterConfig:
 
 
 def _type_problems(cfg: SegmenterConfig) -> list[str]:
-    """Fields whose value is not of the declared type (int, float, bool; bools are not ints here)."""
+    """Fields whose value is not of the declared type (int, float, bool, optional float; bools are
+    not numbers here)."""
     problems = []
     for name, hint in typing.get_type_hints(SegmenterConfig).items():
         value = getattr(cfg, name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if hint is bool:
-            ok = isinstance(value, bool)
+            ok, expected = isinstance(value, bool), "bool"
         elif hint is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok, expected = number and isinstance(value, int), "int"
         elif hint is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok, expected = number, "float"
+        elif hint == (float | None):
+            ok, expected = number or value is None, "float or null"
         else:
-            continue  # Literal fields are checked by value below
+            continue  # Literal fields are checked by value in __post_init__
         if not ok:
-            problems.append(f"{name} must be {hint.__name__}, got {value!r}")
+            problems.append(f"{name} must be {expected}, got {value!r}")
     return problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from model.class_sets import default_palette, get_class_set
 
@@ -19,6 +19,14 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "deit": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
+
+# The keep-ratio test scale (long, short) the authors evaluate each bundled dataset at: their
+# data configs' (max_ratio × im_size, im_size). Test images are resized into it, up or down,
+# before sliding windows (the paper's mIoU is measured that way).
+TEST_SCALES: dict[str, tuple[int, int]] = {"ade20k": (2048, 512), "pascal_context": (4160, 520),
+                                           "cityscapes": (2048, 1024)}
+
+Protocol = Literal["official", "mmseg"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,12 @@ class ModelMetadata:
         window_size: side of the square sliding window (usually the training crop).
         window_stride: step between windows (<= window_size).
         dataset: the dataset the classes come from ("ade20k", "custom", ...).
+        test_scale: (long, short): images are resized, keeping their ratio, to the largest size
+            with long side <= long and short side <= short (up or down) before sliding windows,
+            as the model was evaluated; None: images are used at their own size.
+        protocol: how an image becomes windows. "official" (the authors' code): a view whose
+            short side is below the window is upscaled to it. "mmseg": it runs as one smaller
+            window (and the model resizes patch logits straight to the window's size).
         provenance: free-form facts about where the weights came from (source file, run, date).
     """
 
@@ -42,6 +56,8 @@ class ModelMetadata:
     window_size: int = 512
     window_stride: int = 512
     dataset: str = "custom"
+    test_scale: tuple[int, int] | None = None
+    protocol: Protocol = "official"
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,6 +68,10 @@ class ModelMetadata:
             problems.append("palette colours must be [r, g, b] with values in 0..255")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             problems.append("mean and std need 3 values each, std > 0")
+        if self.test_scale is not None and (len(self.test_scale) != 2 or min(self.test_scale) < 1):
+            problems.append(f"test_scale must be [long, short] in pixels or null, got {self.test_scale!r}")
+        if self.protocol not in ("official", "mmseg"):
+            problems.append(f"protocol must be 'official' or 'mmseg', got {self.protocol!r}")
         if not 0 < self.window_stride <= self.window_size:
             problems.append(
                 f"window_stride must be in 1..window_size ({self.window_size}), got {self.window_stride}"
@@ -72,9 +92,11 @@ class ModelMetadata:
         window_stride: int | None = None,
         **kwargs: Any,
     ) -> ModelMetadata:
-        """Metadata with a bundled dataset's classes ("ade20k", "pascal_context", "cityscapes")."""
+        """Metadata with a bundled dataset's classes ("ade20k", "pascal_context", "cityscapes") and
+        its test scale (override with test_scale=)."""
         classes = get_class_set(dataset)
         mean, std = normalization_stats(normalization)
+        kwargs.setdefault("test_scale", TEST_SCALES[classes.dataset])
         return cls(
             class_names=classes.names,
             palette=classes.palette,
@@ -101,6 +123,7 @@ class ModelMetadata:
         data["class_names"] = list(self.class_names)
         data["palette"] = [list(c) for c in self.palette]
         data["mean"], data["std"] = list(self.mean), list(self.std)
+        data["test_scale"] = list(self.test_scale) if self.test_scale else None
         return data
 
     @classmethod
@@ -115,6 +138,8 @@ class ModelMetadata:
         for key in ("mean", "std"):
             if key in data:
                 data[key] = tuple(float(v) for v in data[key])
+        if data.get("test_scale") is not None:
+            data["test_scale"] = tuple(int(v) for v in data["test_scale"])
         return cls(**data)
 
 

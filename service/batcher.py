@@ -1,10 +1,11 @@
 """Cross-request batching of sliding windows: the window, not the image, is the unit.
 
-Each request hands its N windows (N×3×w×w, already normalized) to the model's `WindowBatcher`
+Each request hands its N windows (N×3×h×w, already normalized) to the model's `WindowBatcher`
 and awaits their logits. The model's worker tasks (one by default) take windows from the head of
-the queue — across requests, in arrival order — until `max_batch_size` windows are gathered or
-the oldest has waited `max_queue_delay_ms`, run them in one forward pass on the model's own
-thread(s), and scatter the logits back. One large image and many small ones thus share batches.
+the queue — across requests, in arrival order, of the oldest window's shape — until
+`max_batch_size` windows are gathered or the oldest has waited `max_queue_delay_ms`, run them
+in one forward pass on the model's own thread(s), and scatter the logits back. One large image
+and many small ones thus share batches.
 
 Back-pressure and clean-up:
 - the queue holds at most `max_queue_windows` windows; `run` raises `QueueFull` beyond it;
@@ -139,16 +140,21 @@ class WindowBatcher:
                 break
         if not self._queued:  # everything was withdrawn while we waited
             return []
+        # One batch holds windows of one shape (the oldest job's): other shapes wait their turn.
+        shape = self._jobs[0].crops.shape[-2:]
         slices, room = [], self.max_batch_size
-        while room and self._jobs:
-            job = self._jobs[0]
+        for job in list(self._jobs):
+            if not room:
+                break
+            if job.crops.shape[-2:] != shape:
+                continue
             take = min(room, job.remaining)
             slices.append((job, job.next, job.next + take))
             job.next += take
             room -= take
             self._queued -= take
             if not job.remaining:
-                self._jobs.popleft()
+                self._jobs.remove(job)
         return slices
 
     async def _work(self) -> None:

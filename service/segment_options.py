@@ -10,7 +10,7 @@ it. The OpenAPI description of the route is generated from the same model.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +30,10 @@ class SegmentOptions(BaseModel):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="overlay: weight of the class colours")
     legend: bool = Field(True, description="overlay: append a legend of the classes found")
     multiscale: bool = Field(False, description="test-time augmentation: 6 scales × flips (slower)")
+    scale: Annotated[int, Field(ge=1, le=16384)] | Literal["none"] | None = Field(None, description=(
+        "resize the image before segmenting it to this short side in pixels, or `none` to use it at its own "
+        "size; default: the model's test scale (e.g. ADE20K: short side 512, long side at most 2048). The "
+        "answer is always at the image's own size"))
 
 
 def _error(source: str, field: str, message: str, kind: str = "value_error") -> dict[str, Any]:

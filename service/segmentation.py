@@ -28,6 +28,7 @@ from model import Cancelled, ImageError, Predictor, TooManyWindows, WindowPlan, 
 from service.errors import ServiceError, image_error
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
+from service.segment_options import SegmentOptions
 
 T = TypeVar("T")
 
@@ -56,7 +57,7 @@ class Abort:
         return self.event.is_set()
 
 
-def _decode_and_plan(predictor: Predictor, data: bytes, max_pixels: int, multiscale: bool,
+def _decode_and_plan(predictor: Predictor, data: bytes, max_pixels: int, options: SegmentOptions,
                      abort: Abort) -> tuple[np.ndarray, WindowPlan]:
     try:
         rgb = read_image(data, max_pixels)
@@ -64,7 +65,7 @@ def _decode_and_plan(predictor: Predictor, data: bytes, max_pixels: int, multisc
         raise image_error(exc) from exc
     if abort():
         raise Cancelled("the request ended while its image was decoded")
-    return rgb, predictor.prepare(rgb, multiscale, should_stop=abort)
+    return rgb, predictor.prepare(rgb, options.multiscale, should_stop=abort, scale=options.scale)
 
 
 def too_many_windows(exc: TooManyWindows) -> ServiceError:
@@ -84,45 +85,47 @@ async def _in_thread(executor: Executor, abort: Abort, fn: Callable[..., T], *ar
         raise
 
 
-async def segment(served: ServedModel, data: bytes, multiscale: bool, executor: Executor, max_pixels: int,
+async def segment(served: ServedModel, data: bytes, options: SegmentOptions, executor: Executor, max_pixels: int,
                   abort: Abort, metrics: ServiceMetrics) -> Segmentation:
     """Segment one uploaded image with a ready model.
 
-    Raises ServiceError (400/413/415), QueueFull, BatchFailed. Timings (seconds): `decode` (read +
-    tile), `queue` (until the first window ran), `compute` (forward passes holding this request's
-    windows, shared with other requests), `merge`.
+    Raises ServiceError (400/413/415), QueueFull, BatchFailed. Timings (seconds, each a stretch
+    of this request's wall time): `decode` (read + tile), `queue` (until its first window ran),
+    `forward` (from then until its last window's batch finished), `merge`.
     """
     if served.loaded is None or served.batcher is None or served.admission is None:
         raise ServiceError(503, "unavailable", f"model {served.spec.name!r} is not ready")
     predictor = served.loaded.predictor
     try:
         height, width = image_size(data, max_pixels)
-        cost = predictor.check_cost(height, width, multiscale)
+        cost = predictor.check_cost(height, width, options.multiscale, scale=options.scale)
     except ImageError as exc:
         raise image_error(exc) from exc
     except TooManyWindows as exc:
         raise too_many_windows(exc) from exc
     try:
         async with served.admission.reserve(cost.bytes):
-            return await _run(served, predictor, data, multiscale, executor, max_pixels, abort)
+            return await _run(served, predictor, data, options, executor, max_pixels, abort)
     except (Cancelled, asyncio.CancelledError):
         metrics.cancelled.labels(model=served.spec.name, reason=abort.reason, stage=abort.stage).inc()
         raise
 
 
-async def _run(served: ServedModel, predictor: Predictor, data: bytes, multiscale: bool, executor: Executor,
+async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: SegmentOptions, executor: Executor,
                max_pixels: int, abort: Abort) -> Segmentation:
     start = time.perf_counter()
     abort.stage = "decode"
-    rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, data, max_pixels, multiscale, abort)
+    rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, data, max_pixels, options, abort)
     prepared = time.perf_counter()
     abort.stage = "queue"
-    logits, queue_wait, compute = await served.batcher.run(plan.crops)
-    plan = plan.without_crops()  # the crops ran: release them before merging
+    runs = await asyncio.gather(*(served.batcher.run(group) for group in plan.groups))
+    logits = [run[0] for run in runs]
+    queue_wait = min(run[1] for run in runs)
+    plan = plan.without_crops()  # the windows ran: release them before merging
     ran = time.perf_counter()
     abort.stage = "merge"
     mask = await _in_thread(executor, abort, predictor.finish, plan, logits, abort)
-    timings = {"decode": prepared - start, "queue": queue_wait, "compute": compute,
+    timings = {"decode": prepared - start, "queue": queue_wait, "forward": ran - prepared - queue_wait,
                "merge": time.perf_counter() - ran}
     return Segmentation(rgb, mask, plan.num_windows, timings)
 

@@ -81,6 +81,8 @@ def hostile_corpus(max_pixels: int) -> dict[str, Hostile]:
         "20000×2": Hostile(elongated_png(20000, 2), 413, "too_many_windows"),
         "2×20000": Hostile(elongated_png(2, 20000), 413, "too_many_windows"),
         "1×40000": Hostile(elongated_png(1, 40000), 413, "too_many_windows"),
-        "largest image, multi-scale": Hostile(encode(np.zeros((largest, largest, 3), np.uint8), "JPEG"), 413,
-                                              "too_many_windows", (("multiscale", "true"),)),
+        # At its own size (`scale=none`): at a model's test scale the same request is cheap and fine.
+        "largest image, multi-scale, own size": Hostile(
+            encode(np.zeros((largest, largest, 3), np.uint8), "JPEG"), 413, "too_many_windows",
+            (("multiscale", "true"), ("scale", "none"))),
     }

@@ -11,10 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
-def official_probabilities(model, image: torch.Tensor, window: int, stride: int) -> torch.Tensor:
-    """image: 1×3×H×W normalized. Returns C×H×W softmax probabilities."""
-    ori_h, ori_w = image.shape[-2:]
-    h, w = ori_h, ori_w
+def official_probabilities(model, image: torch.Tensor, window: int, stride: int,
+                           ori_shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """image: 1×3×H×W normalized (already resized by the data pipeline, as in the authors'
+    evaluation). Returns C×h×w softmax probabilities at `ori_shape` (the image's size before the
+    pipeline's resize; default H×W): logits are resized straight to it, then the softmax."""
+    h, w = image.shape[-2:]
+    ori_h, ori_w = ori_shape or (h, w)
     if min(h, w) < window:
         if h < w:
             h, w = window, int(w / h * window)

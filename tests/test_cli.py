@@ -76,6 +76,11 @@ def test_convert_official_checkpoint_keeps_logits(tmp_path):
                  "--out", str(tmp_path / "ours")]) == 0
     net = load_segmenter(tmp_path / "ours")
     assert net.metadata.dataset == "cityscapes" and net.metadata.class_names[0] == "road"
+    from model import file_sha256
+
+    provenance = net.metadata.provenance
+    assert provenance["sha256"] == file_sha256(tmp_path / "official" / "checkpoint.pth")
+    assert provenance["converted_from"].endswith("checkpoint.pth") and provenance["converted_at"]
     x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
         torch.testing.assert_close(net(x), ref(x), rtol=1e-4, atol=1e-4)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from model import PRECISIONS
+from model import PRECISIONS, parse_scale
 from training.data.layouts import DATASETS
 
 
@@ -19,8 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--data-root", required=True)
     e.add_argument("--split", default="val", choices=["train", "val"])
     e.add_argument("--multiscale", action="store_true", help="scales 0.5-1.75 with flips, probabilities averaged")
-    e.add_argument("--short-side", type=int, default=512,
-                   help="resize test images so the short side is this (mmseg protocol); 0 keeps them as they are")
+    e.add_argument("--scale", type=parse_scale, default=None,
+                   help="override the checkpoint's test scale: a short side in pixels, or none (images as they are)")
     e.add_argument("--device", default="auto")
     e.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     e.add_argument("--out", type=Path, help="folder for the per-class table, confusion.png and scores.json")
@@ -52,7 +52,7 @@ def run_eval(args: argparse.Namespace) -> int:
               f"{len(dataset.class_names)}", file=sys.stderr)
         return 2
     predictor = Predictor(net, device=ctx.device, precision=args.precision)
-    scores = evaluate(predictor, dataset, short_side=args.short_side or None, multiscale=args.multiscale,
+    scores = evaluate(predictor, dataset, multiscale=args.multiscale, scale=args.scale,
                       rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
     distributed.teardown()
     if not ctx.is_main:

@@ -45,7 +45,9 @@ class DataSection:
     photometric: bool = True
     window_size: int | None = None  # evaluation window; default crop_size
     window_stride: int | None = None  # default window_size
-    eval_short_side: int | None = 512  # test images resized so the short side is this (mmseg protocol)
+    # Keep-ratio scale (long, short) test images are resized into, up or down, for evaluation and
+    # by every user of the checkpoint (it is saved in its metadata); null: images as they are.
+    test_scale: tuple[int, int] | None = (2048, 512)
     workers: int = 4
 
 
@@ -175,6 +177,8 @@ def validate(cfg: TrainConfig) -> None:
     for key, get in _POSITIVE.items():
         if not get(cfg) > 0:
             raise ValueError(f"{key} must be > 0, got {get(cfg)!r}")
+    if cfg.data.test_scale is not None and (len(cfg.data.test_scale) != 2 or min(cfg.data.test_scale) < 1):
+        raise ValueError(f"data.test_scale must be [long, short] in pixels or null, got {list(cfg.data.test_scale)}")
     window = cfg.data.window_size or cfg.data.crop_size
     if cfg.data.window_stride is not None and not 0 < cfg.data.window_stride <= window:
         raise ValueError(f"data.window_stride must be in 1..{window} (the window), got {cfg.data.window_stride}")
@@ -198,4 +202,6 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     data = cfg.to_dict()
     data["data"]["base_size"] = list(data["data"]["base_size"])
     data["data"]["ratio_range"] = list(data["data"]["ratio_range"])
+    if data["data"]["test_scale"] is not None:
+        data["data"]["test_scale"] = list(data["data"]["test_scale"])
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

@@ -1,8 +1,9 @@
 """Evaluation: mIoU over a dataset with the official sliding-window protocol (and TTA).
 
-Each image is resized so its short side is `short_side` (mmseg's test scale), segmented with
-`model.Predictor` (windows, overlap averaging, optional multi-scale + flip), and its
-probabilities resized back to the label's resolution before the arg-max, as mmseg does.
+Each image is segmented with `model.Predictor`, which resizes it into the checkpoint's test
+scale (as mmseg and the authors' evaluation do), slides windows, averages overlaps (optional
+multi-scale + flip) and returns probabilities at the image's own size, the label's resolution,
+for the arg-max.
 Under torchrun each process takes every world_size-th image and the confusion matrices are
 summed. The periodic validation during training runs this same function.
 """
@@ -15,29 +16,22 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from model import Predictor
+from model import Predictor, Scale
 from training.data.base import SegmentationDataset
 from training.metrics import ConfusionMatrix, SegmentationScores
 
 
-def resize_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray:
-    if not short_side:
-        return rgb
-    h, w = rgb.shape[:2]
-    factor = short_side / min(h, w)
-    size = (int(w * factor + 0.5), int(h * factor + 0.5))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+def evaluate(predictor: Predictor, dataset: SegmentationDataset, multiscale: bool = False, scale: Scale = None,
+             rank: int = 0, world_size: int = 1, progress: bool = True) -> SegmentationScores:
+    """mIoU of `predictor` on `dataset` (this process's share of it under torchrun).
 
-
-def evaluate(predictor: Predictor, dataset: SegmentationDataset, short_side: int | None = None,
-             multiscale: bool = False, rank: int = 0, world_size: int = 1, progress: bool = True
-             ) -> SegmentationScores:
+    `scale` overrides the checkpoint's test scale (a short side, or "none")."""
     confusion = ConfusionMatrix(len(dataset.class_names), device=predictor.device)
     indices = range(rank, len(dataset), world_size)
     for index in tqdm(indices, desc="evaluating", unit="img", disable=not progress, leave=False):
         rgb, label = dataset.load(index)
         with torch.inference_mode():
-            probs = predictor.probabilities_tensor(resize_short_side(rgb, short_side), multiscale)
+            probs = predictor.probabilities_tensor(rgb, multiscale, scale=scale)
             if tuple(probs.shape[-2:]) != label.shape:
                 probs = F.interpolate(probs[None], size=label.shape, mode="bilinear", align_corners=False)[0]
             confusion.update(probs.argmax(0), torch.from_numpy(label).to(predictor.device))

@@ -102,7 +102,8 @@ def build_model(cfg: TrainConfig, class_names, palette, dataset_name: str) -> Se
     window = cfg.data.window_size or cfg.data.crop_size
     net.metadata = ModelMetadata(class_names=tuple(class_names), palette=tuple(map(tuple, palette)), mean=mean,
                                  std=std, window_size=window, window_stride=cfg.data.window_stride or window,
-                                 dataset=dataset_name, provenance={"variant": variant.name})
+                                 dataset=dataset_name, test_scale=cfg.data.test_scale,
+                                 provenance={"variant": variant.name})
     return net
 
 
@@ -292,7 +293,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
 def _evaluate_and_save(cfg, ctx, net, val_set, optimizer, scaler, iteration, best, out) -> dict[str, Any]:
     net.eval()
     predictor = Predictor(net, device=ctx.device)
-    scores = evaluate(predictor, val_set, short_side=cfg.data.eval_short_side, rank=ctx.rank,
+    scores = evaluate(predictor, val_set, rank=ctx.rank,
                       world_size=ctx.world_size, progress=ctx.is_main)
     miou = scores.miou
     result = {"iteration": iteration, "miou": miou, "pixel_accuracy": scores.pixel_accuracy,

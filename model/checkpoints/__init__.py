@@ -5,10 +5,11 @@ variant.yml), mmseg.py (MMSegmentation's files), pretrained.py (ImageNet backbon
 state_dict.py (strict loading, safe torch.load), loading.py (`load_segmenter`).
 """
 
+from model.checkpoints.convert import convert_checkpoint, file_sha256
 from model.checkpoints.errors import CheckpointError
 from model.checkpoints.folder import read_checkpoint_description, save_checkpoint
 from model.checkpoints.loading import load_segmenter
 from model.checkpoints.pretrained import load_pretrained_encoder
 
-__all__ = ["CheckpointError", "load_pretrained_encoder", "load_segmenter", "read_checkpoint_description",
-           "save_checkpoint"]
+__all__ = ["CheckpointError", "convert_checkpoint", "file_sha256", "load_pretrained_encoder", "load_segmenter",
+           "read_checkpoint_description", "save_checkpoint"]

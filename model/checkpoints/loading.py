@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 from model.checkpoints.errors import CheckpointError
 from model.checkpoints.folder import META_FILE, WEIGHTS_FILE, load_checkpoint
 from model.checkpoints.mmseg import is_mmseg_state, load_mmseg_checkpoint
 from model.checkpoints.official import VARIANT_FILE, load_official_checkpoint
+from model.checkpoints.restricted_pickle import load_restricted
 from model.checkpoints.state_dict import torch_load_safely
 from model.modeling.segmenter import Segmenter
 
@@ -19,7 +21,8 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
     Accepts:
         - our checkpoint folder (`segmenter.json` + `model.safetensors`), or either file in it;
         - an official release `checkpoint.pth` (with `variant.yml` beside it), or its folder;
-        - an MMSegmentation Segmenter checkpoint `.pth` (architecture read off its tensors).
+        - an MMSegmentation Segmenter checkpoint `.pth` (architecture read off its tensors): a
+          model-zoo file, a published 1.x file or an mmengine Runner checkpoint (`iter_N.pth`).
     Raises:
         CheckpointError naming what is missing or wrong.
     """
@@ -48,10 +51,22 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
 
 
 def _load_pth(path: Path) -> Segmenter:
-    """An official checkpoint when variant.yml is beside it, else an mmseg one if its keys say so."""
+    """An official checkpoint when variant.yml is beside it, else an mmseg one if its keys say so.
+
+    Files `weights_only=True` refuses (mmengine Runner checkpoints hold mmengine objects) are
+    read with the restricted unpickler: their tensors, never their code.
+    """
     if (path.parent / VARIANT_FILE).is_file():
         return load_official_checkpoint(path)
-    data = torch_load_safely(path)
+    try:
+        data = torch_load_safely(path)
+    except CheckpointError as refused:
+        try:
+            data = load_restricted(path)
+        except (ValueError, pickle.UnpicklingError, KeyError, EOFError):
+            raise refused from None
+        if not is_mmseg_state(data):
+            raise refused from None
     if is_mmseg_state(data):
         return load_mmseg_checkpoint(data, path)
     return load_official_checkpoint(path, data)  # raises: variant.yml is missing

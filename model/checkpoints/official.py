@@ -21,6 +21,8 @@ from model.metadata import ModelMetadata, normalization_stats
 from model.modeling.segmenter import Segmenter
 
 VARIANT_FILE = "variant.yml"
+# The authors' data configs resize test images into (max_ratio × im_size, im_size), keeping the ratio.
+_MAX_RATIOS = {"ade20k": 4, "pascal_context": 8, "cityscapes": 2}
 # Classification heads of the backbone, saved by the official code but never used.
 _UNUSED_PREFIXES = ("encoder.head.", "encoder.head_dist.")
 
@@ -100,16 +102,18 @@ def metadata_from_variant(variant: dict[str, Any], config: SegmenterConfig, sour
     stride = int(inference.get("window_stride") or window)
     dataset = str(data.get("dataset", "")).lower()
     provenance = {"source": "official", "path": source, "backbone": net.get("backbone")}
+    im_size = inference.get("im_size") or data.get("image_size")
+    test_scale = (_MAX_RATIOS[dataset] * int(im_size), int(im_size)) if dataset in _MAX_RATIOS and im_size else None
     if dataset in DATASETS:
         meta = ModelMetadata.for_dataset(
             dataset, normalization=normalization, window_size=window, window_stride=stride,
-            provenance=provenance,
+            test_scale=test_scale, provenance=provenance,
         )
         if meta.num_classes == config.num_classes:
             return meta
     return ModelMetadata.for_classes(
         [f"class_{i}" for i in range(config.num_classes)], mean=mean, std=std, window_size=window,
-        window_stride=stride, dataset=dataset or "unknown", provenance=provenance,
+        window_stride=stride, dataset=dataset or "unknown", test_scale=test_scale, provenance=provenance,
     )
 
 

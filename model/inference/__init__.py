@@ -9,12 +9,12 @@ predictor.py (numpy in, numpy out).
 from model.inference.cost import DEFAULT_MAX_WINDOWS, TooManyWindows, WindowCost, estimate_cost
 from model.inference.forward import PRECISIONS, TorchForward, WindowForward, precision_dtype
 from model.inference.images import IMAGE_FORMATS, IMAGE_SUFFIXES, ImageError, image_size, read_image
-from model.inference.predictor import MULTISCALE_SCALES, Predictor, class_id_dtype
+from model.inference.predictor import MULTISCALE_SCALES, Predictor, Scale, class_id_dtype, parse_scale
 from model.inference.sliding_window import merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
 from model.inference.window_plan import Cancelled, View, WindowPlan, plan_windows
 
 __all__ = [
-    "DEFAULT_MAX_WINDOWS", "Cancelled", "TooManyWindows", "WindowCost", "estimate_cost",
+    "DEFAULT_MAX_WINDOWS", "Cancelled", "Scale", "parse_scale", "TooManyWindows", "WindowCost", "estimate_cost",
     "IMAGE_FORMATS", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS", "ImageError", "Predictor", "TorchForward",
     "View", "WindowForward", "WindowPlan", "class_id_dtype", "image_size", "merge_windows", "plan_windows",
     "precision_dtype", "read_image", "resize_to_window", "run_windows", "tile_windows", "window_anchors",

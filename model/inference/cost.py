@@ -27,11 +27,20 @@ class TooManyWindows(ValueError):
         self.windows, self.limit = windows, limit
 
 
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """(H, W) of a view resized by `scale` (rounded, at least 1 pixel)."""
-    if scale == 1.0:
+def rescale_factor(height: int, width: int, test_scale: tuple[int, int] | None) -> float:
+    """mmcv's keep-ratio rescale into (long, short): the factor making the image as large as fits
+    with long side <= long and short side <= short (up or down); 1 without a test scale."""
+    if test_scale is None:
+        return 1.0
+    long_edge, short_edge = max(test_scale), min(test_scale)
+    return min(long_edge / max(height, width), short_edge / min(height, width))
+
+
+def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """(H, W) resized by `factor`, rounded as mmcv rounds (at least 1 pixel)."""
+    if factor == 1.0:
         return height, width
-    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+    return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
 
 
 def upscaled_size(height: int, width: int, window: int) -> tuple[int, int]:
@@ -44,6 +53,20 @@ def upscaled_size(height: int, width: int, window: int) -> tuple[int, int]:
     if height < width:
         return window, int(width / height * window)
     return int(height / width * window), window
+
+
+def view_geometry(height: int, width: int, window: int, factor: float, upscale: bool
+                  ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((view H, W), (window H, W)) of one view of an H×W image resized by `factor`.
+
+    `upscale` (official protocol): a view whose short side is below the window is upscaled to
+    it, so windows are always window×window. Otherwise (mmseg) such a view runs as smaller
+    windows: min(window, side) along each side.
+    """
+    size = scaled_size(height, width, factor)
+    if upscale:
+        return upscaled_size(*size, window), (window, window)
+    return size, (min(window, size[0]), min(window, size[1]))
 
 
 def windows_along(size: int, window: int, stride: int) -> int:
@@ -66,17 +89,21 @@ class WindowCost:
 
 
 def estimate_cost(height: int, width: int, window: int, stride: int, num_classes: int,
-                  scales: Sequence[float] = (1.0,), flips: int = 1) -> WindowCost:
-    """The cost of `plan_windows` on an H×W image (flips: 1 plain, 2 with mirrored views)."""
-    views = [upscaled_size(*scaled_size(height, width, s), window) for s in scales]
-    per_view = [windows_along(h, window, stride) * windows_along(w, window, stride) for h, w in views]
+                  scales: Sequence[float] = (1.0,), flips: int = 1, factor: float = 1.0,
+                  upscale: bool = True) -> WindowCost:
+    """The cost of `plan_windows` on an H×W image (flips: 1 plain, 2 with mirrored views;
+    factor: the test-scale rescale made first; upscale: the protocol, see `view_geometry`)."""
+    base = scaled_size(height, width, factor)
+    geometry = [view_geometry(*base, window, s, upscale) for s in scales]
+    per_view = [windows_along(h, wh, stride) * windows_along(w, ww, stride) for (h, w), (wh, ww) in geometry]
     windows = flips * sum(per_view)
-    largest = max(views, key=lambda hw: hw[0] * hw[1])
+    largest = max((size for size, _ in geometry), key=lambda hw: hw[0] * hw[1])
     floats = 4
-    image = height * width * (3 + 3 * floats)  # uint8 decode + the normalized float copy
-    per_window = window * window * (3 + num_classes) * floats  # its crop and its logits
-    merged = flips * sum(h * w for h, w in views) * (num_classes + 1) * floats  # merged logits + counts
-    return WindowCost(windows, largest, image + windows * per_window + merged)
+    image = height * width * 3 + base[0] * base[1] * 3 * floats  # uint8 decode + the normalized float copy
+    window_pixels = flips * sum(n * wh * ww for n, (_, (wh, ww)) in zip(per_view, geometry, strict=True))
+    crops_and_logits = window_pixels * (3 + num_classes) * floats
+    merged = flips * sum(h * w for (h, w), _ in geometry) * (num_classes + 1) * floats  # merged logits + counts
+    return WindowCost(windows, largest, image + crops_and_logits + merged)
 
 
 def check_windows(cost: WindowCost, limit: int | None, height: int, width: int, multiscale: bool,

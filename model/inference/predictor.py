@@ -8,29 +8,61 @@
 cross-request batcher:
 
     plan = pred.prepare(rgb)                        # normalize, resize, tile: a WindowPlan
-    logits = pred.forward_windows(plan.crops)       # any WindowForward, in batches
+    logits = pred.run(plan)                         # any WindowForward, in batches
     mask = pred.finish(plan, logits)                # merge, resize back, argmax
 
-Per scale (1.0, or 0.5..1.75 with flips for multi-scale): resize, upscale so the short side
-reaches the window, tile into windows, run them in batches, average overlapping logits, resize
-back to the input size. Multi-scale averages the softmax probabilities.
+First the image is resized, keeping its ratio, into the checkpoint's test scale (e.g. ADE20K:
+short side 512, long side at most 2048), up or down, as the model was evaluated; the answer is
+at the image's own size. Then per view (scale 1.0, or 0.5..1.75 with flips for multi-scale):
+resize, tile into windows (the official protocol upscales a view smaller than the window; mmseg's
+runs it as smaller windows), run them in batches, average overlapping logits, resize back.
+Multi-scale averages the softmax probabilities.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 
-from model.inference.cost import DEFAULT_MAX_WINDOWS, WindowCost, check_windows, estimate_cost
+from model.inference.cost import (
+    DEFAULT_MAX_WINDOWS,
+    WindowCost,
+    check_windows,
+    estimate_cost,
+    rescale_factor,
+    scaled_size,
+)
 from model.inference.forward import TorchForward, WindowForward
+from model.inference.resize import resize_uint8
 from model.inference.sliding_window import run_windows
 from model.inference.window_plan import StopCheck, WindowPlan, plan_windows
 from model.metadata import ModelMetadata
 from model.modeling.segmenter import Segmenter
 
 MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# A per-call override of the checkpoint's test scale: a short side in pixels, or "none" (the
+# image at its own size); None keeps the checkpoint's.
+Scale = int | Literal["none"] | None
+
+
+def parse_scale(text: str) -> Scale:
+    """A scale override as typed on a command line: "none", or a short side in pixels."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return check_scale(int(text))
+    except ValueError:
+        raise ValueError(f"scale must be a short side in pixels (>= 1) or 'none', got {text!r}") from None
+
+
+def check_scale(scale: Scale) -> Scale:
+    """`scale` itself if valid; ValueError naming the accepted values otherwise."""
+    if scale is None or scale == "none" or (isinstance(scale, int) and not isinstance(scale, bool) and scale >= 1):
+        return scale
+    raise ValueError(f"scale must be a short side in pixels (>= 1) or 'none', got {scale!r}")
 
 
 def class_id_dtype(num_classes: int) -> np.dtype:
@@ -85,25 +117,34 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.max_windows = max_windows
+        self.upscale = metadata.protocol == "official"  # mmseg: small views run as smaller windows
         self.forward = forward if forward is not None else TorchForward(net, self.device, precision)
         self.num_classes = metadata.num_classes
         self._mean = torch.tensor(metadata.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)
 
     # --- what an image will cost ------------------------------------------------------------
-    def cost(self, height: int, width: int, multiscale: bool = False,
-             scales: Sequence[float] | None = None) -> WindowCost:
+    def cost(self, height: int, width: int, multiscale: bool = False, scales: Sequence[float] | None = None,
+             scale: Scale = None) -> WindowCost:
         """Windows and memory an H×W image needs, from its size alone (nothing is computed)."""
         scales, flips = self._views(multiscale, scales)
         return estimate_cost(height, width, self.window_size, self.window_stride, self.num_classes, scales,
-                             len(flips))
+                             len(flips), self.rescale_factor(height, width, scale), self.upscale)
 
-    def check_cost(self, height: int, width: int, multiscale: bool = False,
-                   scales: Sequence[float] | None = None) -> WindowCost:
+    def check_cost(self, height: int, width: int, multiscale: bool = False, scales: Sequence[float] | None = None,
+                   scale: Scale = None) -> WindowCost:
         """The cost of an H×W image; TooManyWindows if it needs more than `max_windows`."""
-        cost = self.cost(height, width, multiscale, scales)
+        cost = self.cost(height, width, multiscale, scales, scale)
         check_windows(cost, self.max_windows, height, width, multiscale, self.window_size)
         return cost
+
+    def rescale_factor(self, height: int, width: int, scale: Scale = None) -> float:
+        """How much an H×W image is resized before tiling: into the checkpoint's test scale, or
+        to the short side `scale`, or not at all (`scale="none"`)."""
+        check_scale(scale)
+        if scale is None:
+            return rescale_factor(height, width, self.metadata.test_scale)
+        return 1.0 if scale == "none" else scale / min(height, width)
 
     def _views(self, multiscale: bool, scales: Sequence[float] | None = None) -> tuple[Sequence[float], tuple]:
         if scales is None:
@@ -112,50 +153,59 @@ class Predictor:
 
     # --- the three steps -----------------------------------------------------------------
     def prepare(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None,
-                should_stop: StopCheck | None = None) -> WindowPlan:
+                should_stop: StopCheck | None = None, scale: Scale = None) -> WindowPlan:
         """H×W×3 uint8 RGB -> every window the image needs (normalized, on the device).
 
+        `scale` overrides the checkpoint's test scale (a short side in pixels, or "none").
         Raises TooManyWindows before any work when the image needs more than `max_windows`, and
         `Cancelled` between views once `should_stop()` is true.
         """
         _check_rgb(rgb)
-        self.check_cost(*rgb.shape[:2], multiscale, scales)
+        self.check_cost(*rgb.shape[:2], multiscale, scales, scale)
+        size = scaled_size(*rgb.shape[:2], self.rescale_factor(*rgb.shape[:2], scale))
         scales, flips = self._views(multiscale, scales)
         with torch.inference_mode():
-            return plan_windows(self.to_tensor(rgb), self.window_size, self.window_stride, scales, flips, should_stop)
+            image = self.to_tensor(resize_uint8(rgb, size))  # on 8-bit pixels, as the reference pipelines
+            return plan_windows(image, self.window_size, self.window_stride, scales, flips, should_stop, self.upscale,
+                                output_size=rgb.shape[:2])
 
     def forward_windows(self, crops: torch.Tensor) -> torch.Tensor:
-        """N×3×w×w normalized crops -> N×C×w×w float32 logits, `batch_size` at a time."""
+        """N×3×h×w normalized crops -> N×C×h×w float32 logits, `batch_size` at a time."""
         with torch.inference_mode():
             return run_windows(self.forward, crops, self.batch_size)
 
-    def finish(self, plan: WindowPlan, logits: torch.Tensor, should_stop: StopCheck | None = None) -> np.ndarray:
+    def run(self, plan: WindowPlan) -> list[torch.Tensor]:
+        """Every window of a plan through the model: logits per group of same-shaped windows."""
+        return [self.forward_windows(group) for group in plan.groups]
+
+    def finish(self, plan: WindowPlan, logits: Sequence[torch.Tensor] | torch.Tensor,
+               should_stop: StopCheck | None = None) -> np.ndarray:
         """A plan's window logits -> H×W class ids (uint8, or uint16 above 256 classes).
 
         The argmax runs where the logits are (the GPU for GPU models): only the mask comes back.
         Raises `Cancelled` between steps once `should_stop()` is true.
         """
+        groups = [logits] if isinstance(logits, torch.Tensor) else logits
         with torch.inference_mode():
-            ids = plan.class_ids(logits.to(self.device), should_stop)
+            ids = plan.class_ids([g.to(self.device) for g in groups], should_stop)
             return ids.cpu().numpy().astype(class_id_dtype(self.num_classes))
 
     # --- whole images ----------------------------------------------------------------------
-    def predict(self, rgb: np.ndarray, multiscale: bool = False) -> np.ndarray:
+    def predict(self, rgb: np.ndarray, multiscale: bool = False, scale: Scale = None) -> np.ndarray:
         """H×W×3 uint8 RGB -> H×W class ids (uint8, or uint16 above 256 classes)."""
-        plan = self.prepare(rgb, multiscale)
-        return self.finish(plan, self.forward_windows(plan.crops))
+        plan = self.prepare(rgb, multiscale, scale=scale)
+        return self.finish(plan, self.run(plan))
 
-    def probabilities_tensor(
-        self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None
-    ) -> torch.Tensor:
+    def probabilities_tensor(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None,
+                             scale: Scale = None) -> torch.Tensor:
         """C×H×W float32 softmax probabilities on the device (mean over scales and flips)."""
-        plan = self.prepare(rgb, multiscale, scales)
+        plan = self.prepare(rgb, multiscale, scales, scale=scale)
         with torch.inference_mode():
-            return plan.probabilities(self.forward_windows(plan.crops).to(self.device))
+            return plan.probabilities([g.to(self.device) for g in self.run(plan)])
 
-    def probabilities(self, rgb: np.ndarray, multiscale: bool = False) -> np.ndarray:
+    def probabilities(self, rgb: np.ndarray, multiscale: bool = False, scale: Scale = None) -> np.ndarray:
         """H×W×3 uint8 RGB -> C×H×W float32 class probabilities (numpy)."""
-        return self.probabilities_tensor(rgb, multiscale).cpu().numpy()
+        return self.probabilities_tensor(rgb, multiscale, scale=scale).cpu().numpy()
 
     # --- preprocessing ---------------------------------------------------------------------
     def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
@@ -172,3 +222,4 @@ def _check_rgb(rgb: np.ndarray) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         got = f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}"
         raise ValueError(f"expected an H×W×3 uint8 RGB array, got {got}; read files with model.read_image")
+

@@ -21,22 +21,30 @@ from model.inference.cost import upscaled_size
 from model.inference.forward import WindowForward
 
 Anchor = tuple[int, int]  # (top, left) of a window in the image
+Window = int | tuple[int, int]  # a square side, or (height, width)
 
 
-def window_anchors(height: int, width: int, window: int, stride: int) -> list[Anchor]:
+def _sides(window: Window) -> tuple[int, int]:
+    return (window, window) if isinstance(window, int) else (int(window[0]), int(window[1]))
+
+
+def window_anchors(height: int, width: int, window: Window, stride: int) -> list[Anchor]:
     """Top-left corners of the windows covering a height×width image (both sides >= window)."""
-    if height < window or width < window:
+    win_h, win_w = _sides(window)
+    if height < win_h or width < win_w:
         raise ValueError(
-            f"image {height}×{width} is smaller than the window {window}; resize it first "
+            f"image {height}×{width} is smaller than the window {win_h}×{win_w}; resize it first "
             "(see resize_to_window)"
         )
-    if not 0 < stride <= window:
-        raise ValueError(f"stride must be in 1..{window}, got {stride}")
+    # A stride longer than the window would leave gaps (a side the window spans whole has one position).
+    for size, win in ((height, win_h), (width, win_w)):
+        if stride < 1 or (size > win and stride > win):
+            raise ValueError(f"stride must be in 1..{win} (the window), got {stride}")
 
-    def starts(size: int) -> list[int]:
-        return [s for s in range(0, size, stride) if s < size - window] + [size - window]
+    def starts(size: int, win: int) -> list[int]:
+        return [s for s in range(0, size, stride) if s < size - win] + [size - win]
 
-    return [(top, left) for top in starts(height) for left in starts(width)]
+    return [(top, left) for top in starts(height, win_h) for left in starts(width, win_w)]
 
 
 def resize_to_window(image: torch.Tensor, window: int) -> torch.Tensor:
@@ -51,14 +59,15 @@ def resize_to_window(image: torch.Tensor, window: int) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
 
 
-def tile_windows(image: torch.Tensor, window: int, stride: int) -> tuple[torch.Tensor, list[Anchor]]:
+def tile_windows(image: torch.Tensor, window: Window, stride: int) -> tuple[torch.Tensor, list[Anchor]]:
     """Cut one image into windows.
 
     Args:
         image: 3×H×W (or 1×3×H×W) float, H and W >= window.
+        window: a square side, or (height, width).
     Returns:
-        (crops, anchors): crops N×3×window×window (views stacked into a new tensor), anchors
-        the (top, left) of each crop.
+        (crops, anchors): crops N×3×h×w (views stacked into a new tensor), anchors the
+        (top, left) of each crop.
     """
     if image.dim() == 4:
         if image.shape[0] != 1:
@@ -66,7 +75,8 @@ def tile_windows(image: torch.Tensor, window: int, stride: int) -> tuple[torch.T
         image = image[0]
     height, width = image.shape[-2:]
     anchors = window_anchors(height, width, window, stride)
-    crops = torch.stack([image[:, t : t + window, l : l + window] for t, l in anchors])
+    win_h, win_w = _sides(window)
+    crops = torch.stack([image[:, t : t + win_h, l : l + win_w] for t, l in anchors])
     return crops, anchors
 
 
@@ -87,7 +97,7 @@ def merge_windows(
     """Average overlapping window logits back into one C×H×W map.
 
     Args:
-        logits: N×C×w×w float, one per anchor.
+        logits: N×C×h×w float, one per anchor.
         anchors: (top, left) of each window, as from `tile_windows`.
         image_size: (H, W) of the tiled image.
     Returns:
@@ -95,13 +105,13 @@ def merge_windows(
     """
     if len(logits) != len(anchors):
         raise ValueError(f"{len(logits)} window logits for {len(anchors)} anchors")
-    num_classes, window = logits.shape[1], logits.shape[-1]
+    num_classes, (win_h, win_w) = logits.shape[1], logits.shape[-2:]
     height, width = image_size
     total = logits.new_zeros((num_classes, height, width), dtype=torch.float32)
     count = logits.new_zeros((1, height, width), dtype=torch.float32)
     for crop, (top, left) in zip(logits, anchors, strict=True):
-        total[:, top : top + window, left : left + window] += crop
-        count[:, top : top + window, left : left + window] += 1
+        total[:, top : top + win_h, left : left + win_w] += crop
+        count[:, top : top + win_h, left : left + win_w] += 1
     if bool((count == 0).any()):
         raise ValueError("the windows do not cover the whole image; anchors and size disagree")
     return total / count

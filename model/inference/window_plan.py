@@ -1,12 +1,16 @@
 """All the windows one image needs, and how to put their logits back together.
 
 A `WindowPlan` separates *which* windows an image needs (every view: scale × flip, each tiled
-with `tile_windows`) from *who* runs them. `Predictor` runs a plan's crops itself; the service
+with `tile_windows`) from *who* runs them. `Predictor` runs a plan's windows itself; the service
 queues them with other requests' windows and hands the logits back later:
 
     plan = plan_windows(image, window=512, stride=512, scales=(1.0,))   # image 1×3×H×W normalized
-    logits = any_forward(plan.crops)                                     # N×C×w×w, in any batches
+    logits = [any_forward(g) for g in plan.groups]                       # N×C×h×w each, any batches
     mask = plan.class_ids(logits)                                        # H×W, argmax of the mean of views
+
+Windows of the same shape form one group (one tensor): under the official protocol every window
+is window×window, so there is one group; under mmseg's, a view smaller than the window runs as
+smaller windows, in a group of their own.
 
 Memory: the class ids are computed a strip of output rows at a time, so a large photo never
 holds C×H×W logits at its full size (150 classes at 4032×3024 would be 7 GB), only the merged
@@ -25,8 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model.inference.cost import scaled_size
-from model.inference.sliding_window import Anchor, merge_windows, resize_to_window, tile_windows
+from model.inference.cost import scaled_size, view_geometry
+from model.inference.sliding_window import Anchor, merge_windows, tile_windows
 
 StopCheck = Callable[[], bool]
 # Output rows resized at once: enough for vectorised work, little memory (C×rows×W floats).
@@ -42,13 +46,18 @@ def _stop_if(should_stop: StopCheck | None) -> None:
         raise Cancelled("the request ended; its remaining work was dropped")
 
 
+Logits = torch.Tensor | Sequence[torch.Tensor]  # one tensor per group (a bare tensor: one group)
+
+
 @dataclass(frozen=True)
 class View:
-    """One scaled (and maybe mirrored) copy of the image, tiled into `crops[start:stop]`."""
+    """One scaled (and maybe mirrored) copy of the image, tiled into `groups[group][start:stop]`."""
 
     scale: float
     flip: bool
-    size: tuple[int, int]  # (H, W) of the tiled copy: after scaling and upscaling to the window
+    size: tuple[int, int]  # (H, W) of the tiled copy: after the test-scale and view resize (and upscale)
+    window: tuple[int, int]  # (h, w) of its windows
+    group: int
     start: int
     stop: int
     anchors: tuple[Anchor, ...]
@@ -56,36 +65,39 @@ class View:
 
 @dataclass(frozen=True)
 class WindowPlan:
-    crops: torch.Tensor  # N×3×w×w float, normalized, every view's windows in order
+    groups: tuple[torch.Tensor, ...]  # per window shape: N×3×h×w float, normalized, views in order
     views: tuple[View, ...]
-    image_size: tuple[int, int]  # (H, W) of the input image
+    image_size: tuple[int, int]  # (H, W) of the input image: the size of the answer
 
     @property
     def num_windows(self) -> int:
-        return self.views[-1].stop
+        return sum(view.stop - view.start for view in self.views)
 
     def without_crops(self) -> WindowPlan:
-        """The same plan without its crops (after they ran), to merge without holding them."""
-        return dataclasses.replace(self, crops=self.crops[:0])
+        """The same plan without its windows' pixels (after they ran), to merge without holding them."""
+        return dataclasses.replace(self, groups=tuple(g[:0] for g in self.groups))
 
-    def _check(self, logits: torch.Tensor) -> None:
-        if len(logits) != self.num_windows:
-            raise ValueError(f"{len(logits)} window logits for a plan of {self.num_windows} windows")
+    def _groups(self, logits: Logits) -> Sequence[torch.Tensor]:
+        groups = (logits,) if isinstance(logits, torch.Tensor) else logits
+        counts = [max((v.stop for v in self.views if v.group == g), default=0) for g in range(len(self.groups))]
+        if [len(g) for g in groups] != counts:
+            raise ValueError(f"window logits {[len(g) for g in groups]} do not match the plan's groups {counts}")
+        return groups
 
-    def merged(self, view: View, logits: torch.Tensor) -> torch.Tensor:
-        """One view's window logits (its slice of all N) averaged into C×h×w at the view's size."""
-        return merge_windows(logits[view.start : view.stop], view.anchors, view.size)
+    def merged(self, view: View, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One view's window logits averaged into C×h×w at the view's size."""
+        return merge_windows(logits[view.group][view.start : view.stop], view.anchors, view.size)
 
-    def view_logits(self, view: View, logits: torch.Tensor) -> torch.Tensor:
+    def view_logits(self, view: View, logits: Logits) -> torch.Tensor:
         """One view's logits as C×H×W at the input size (mirrored back if the view was flipped)."""
-        merged = self.merged(view, logits)
+        merged = self.merged(view, self._groups(logits))
         if tuple(merged.shape[-2:]) != self.image_size:
             merged = F.interpolate(merged[None], size=self.image_size, mode="bilinear", align_corners=False)[0]
         return torch.flip(merged, dims=(2,)) if view.flip else merged
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """N×C×w×w window logits -> C×H×W float32 softmax probabilities, averaged over views."""
-        self._check(logits)
+    def probabilities(self, logits: Logits) -> torch.Tensor:
+        """Window logits (per group) -> C×H×W float32 softmax probabilities, averaged over views."""
+        self._groups(logits)
         total = None
         for view in self.views:
             probs = self.view_logits(view, logits).softmax(dim=0)
@@ -93,33 +105,79 @@ class WindowPlan:
         assert total is not None  # a plan has at least one view
         return total / len(self.views)
 
-    def class_ids(self, logits: torch.Tensor, should_stop: StopCheck | None = None) -> torch.Tensor:
-        """N×C×w×w window logits -> H×W int64 class ids (on the logits' device).
+    def class_ids(self, logits: Logits, should_stop: StopCheck | None = None) -> torch.Tensor:
+        """Window logits (per group) -> H×W int64 class ids (on the logits' device).
 
         The argmax of the view logits resized to the input size (one view), or of the mean of
-        their softmax probabilities (several views), computed a strip of rows at a time. With a
-        single view the softmax is skipped: it does not change the argmax.
+        their softmax probabilities (several views), a band of rows at a time. With a single view
+        the softmax is skipped (it does not change the argmax) and only the classes that can win
+        are resized (`_argmax_resized`).
         """
-        self._check(logits)
+        groups = self._groups(logits)
         merged = []
         for view in self.views:
             _stop_if(should_stop)
-            merged.append(self.merged(view, logits))
-        del logits  # only the merged views are needed from here on
+            merged.append(self.merged(view, groups))
+        del logits, groups  # only the merged views are needed from here on
+        if len(merged) == 1:
+            view = merged[0].flip(dims=(2,)) if self.views[0].flip else merged[0]
+            return _argmax_resized(view, self.image_size, should_stop)
         height, width = self.image_size
         num_classes = merged[0].shape[0]
-        rows = max(1, _STRIP_BYTES // (4 * num_classes * width * (2 if len(merged) > 1 else 1)))
+        rows = max(1, _STRIP_BYTES // (8 * num_classes * width))
         ids = torch.empty((height, width), dtype=torch.int64, device=merged[0].device)
         for top in range(0, height, rows):
             _stop_if(should_stop)
             bottom = min(height, top + rows)
-            if len(merged) == 1:
-                strip = _view_strip(merged[0], self.views[0].flip, self.image_size, top, bottom)
-            else:
-                strip = sum(_view_strip(m, v.flip, self.image_size, top, bottom).softmax(dim=0)
-                            for m, v in zip(merged, self.views, strict=True))
+            strip = sum(_view_strip(m, v.flip, self.image_size, top, bottom).softmax(dim=0)
+                        for m, v in zip(merged, self.views, strict=True))
             ids[top:bottom] = strip.argmax(dim=0)
         return ids
+
+
+def _source_rows(in_h: int, out_h: int, top: int, bottom: int, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output rows top..bottom of a bilinear resize in_h -> out_h (align_corners=False): the
+    source rows below and above each, and the weight of the one above (as PyTorch computes them,
+    in float32)."""
+    scale = torch.tensor(in_h / out_h, dtype=torch.float32, device=device)
+    y = ((torch.arange(top, bottom, dtype=torch.float32, device=device) + 0.5) * scale - 0.5).clamp(min=0)
+    lower = y.floor().long().clamp(max=in_h - 1)
+    return lower, (lower + 1).clamp(max=in_h - 1), y - lower
+
+
+def _argmax_resized(merged: torch.Tensor, size: tuple[int, int], should_stop: StopCheck | None) -> torch.Tensor:
+    """argmax over classes of `merged` (C×h×w) resized bilinearly to `size`: H×W int64.
+
+    Exact, and cheap for real models: a bilinear value is a convex combination of the 4 source
+    pixels around it, so within a cell a class can only win if its largest corner value reaches
+    the best smallest-corner value of any class. Per band of output rows between two source rows,
+    only the classes that can win in some cell of the band are resized (a handful, for a trained
+    model; all of them, for random weights — still exact).
+    """
+    num_classes, in_h, in_w = merged.shape
+    out_h, out_w = size
+    if (in_h, in_w) == (out_h, out_w):
+        return merged.argmax(dim=0)
+    lower, upper, weight = _source_rows(in_h, out_h, 0, out_h, merged.device)
+    ids = torch.empty(size, dtype=torch.int64, device=merged.device)
+    starts = torch.searchsorted(lower, torch.arange(in_h + 1, device=merged.device)).tolist()
+    upper = upper.tolist()
+    for row in range(in_h):
+        top, bottom = starts[row], starts[row + 1]  # the output rows between source rows row and row+1
+        if top == bottom:
+            continue
+        if row % 64 == 0:
+            _stop_if(should_stop)
+        band = merged[:, [row, upper[top]]]  # C×2×w
+        high, low = band.amax(dim=1), band.amin(dim=1)  # C×w
+        if in_w > 1:  # cells between neighbouring columns
+            high, low = torch.maximum(high[:, 1:], high[:, :-1]), torch.minimum(low[:, 1:], low[:, :-1])
+        candidates = (high >= low.amax(dim=0)).any(dim=1).nonzero()[:, 0]
+        rows = F.interpolate(band[candidates][None], size=(2, out_w), mode="bilinear", align_corners=False)[0]
+        values = torch.lerp(rows[:, :1], rows[:, 1:], weight[top:bottom].view(1, -1, 1))  # K×rows×W
+        ids[top:bottom] = candidates[values.argmax(dim=0)]
+    return ids
 
 
 def _view_strip(merged: torch.Tensor, flip: bool, size: tuple[int, int], top: int, bottom: int) -> torch.Tensor:
@@ -130,14 +188,8 @@ def _view_strip(merged: torch.Tensor, flip: bool, size: tuple[int, int], top: in
     if (in_h, in_w) == size:
         strip = merged[:, top:bottom]
     else:
-        # Height: output row y samples source row (y + 0.5)·in/out - 0.5, clamped at the borders.
-        # In float32 with a float32 scale, as PyTorch's kernel computes the weights.
-        scale = torch.tensor(in_h / out_h, dtype=torch.float32, device=merged.device)
-        y = (torch.arange(top, bottom, dtype=torch.float32, device=merged.device) + 0.5) * scale - 0.5
-        y = y.clamp(min=0)
-        lower = y.floor().long().clamp(max=in_h - 1)
-        upper = (lower + 1).clamp(max=in_h - 1)
-        weight = (y - lower).to(merged.dtype).view(1, -1, 1)
+        lower, upper, weight = _source_rows(in_h, out_h, top, bottom, merged.device)
+        weight = weight.to(merged.dtype).view(1, -1, 1)
         first, last = int(lower[0]), int(upper[-1]) + 1
         # Width: the standard kernel on just the source rows this strip needs (height unchanged).
         rows = F.interpolate(merged[None, :, first:last], size=(last - first, out_w), mode="bilinear",
@@ -153,29 +205,38 @@ def plan_windows(
     scales: Sequence[float] = (1.0,),
     flips: Sequence[bool] = (False,),
     should_stop: StopCheck | None = None,
+    upscale: bool = True,
+    output_size: tuple[int, int] | None = None,
 ) -> WindowPlan:
     """Tile every view (scale × flip) of one normalized 1×3×H×W image into windows.
 
-    Per view, as the official code does: mirror (if flipped), resize by the scale, upscale so
-    the short side reaches the window, tile every `stride` pixels. `model.inference.cost`
-    computes the same geometry from the size alone.
+    Per view: mirror (if flipped), resize by the scale, then as the official code upscale so the
+    short side reaches the window (`upscale`), or as mmseg use smaller windows on a smaller
+    view; tile every `stride` pixels. `output_size`: the size of the answer, when `image` was
+    resized from the original (the test scale); default its own size.
+    `model.inference.cost` computes the same geometry from the size alone.
     """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"plan_windows takes one 1×3×H×W image, got shape {tuple(image.shape)}")
     if not scales or not flips:
         raise ValueError("plan_windows needs at least one scale and one flip setting")
     height, width = image.shape[-2:]
-    crops, views, start = [], [], 0
+    crops: dict[tuple[int, int], list[torch.Tensor]] = {}  # window shape -> its views' crops
+    views = []
     for scale in scales:
         for flip in flips:
             _stop_if(should_stop)
+            size, win = view_geometry(height, width, window, scale, upscale)
             x = torch.flip(image, dims=(3,)) if flip else image
-            size = scaled_size(height, width, scale)
-            if size != (height, width):
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            x = resize_to_window(x, window)
-            view_crops, anchors = tile_windows(x, window, stride)
-            crops.append(view_crops)
-            views.append(View(scale, flip, (x.shape[-2], x.shape[-1]), start, start + len(view_crops), tuple(anchors)))
-            start += len(view_crops)
-    return WindowPlan(torch.cat(crops), tuple(views), (height, width))
+            # Two resizes, as the official code: the scale, then the upscale to the window; each is
+            # skipped when it changes nothing.
+            for step in (scaled_size(height, width, scale), size):
+                if tuple(x.shape[-2:]) != step:
+                    x = F.interpolate(x, size=step, mode="bilinear", align_corners=False)
+            view_crops, anchors = tile_windows(x, win, stride)
+            group = crops.setdefault(win, [])
+            start = sum(len(c) for c in group)
+            group.append(view_crops)
+            views.append(View(scale, flip, size, win, list(crops).index(win), start, start + len(view_crops),
+                              tuple(anchors)))
+    return WindowPlan(tuple(torch.cat(c) for c in crops.values()), tuple(views), output_size or (height, width))

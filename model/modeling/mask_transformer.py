@@ -24,7 +24,7 @@ class MaskTransformer(nn.Module):
         super().__init__()
         d_model = cfg.embed_dim  # the official decoder keeps the encoder's width
         self.num_classes = cfg.num_classes
-        norm = partial(nn.LayerNorm, eps=cfg.layer_norm_eps)
+        norm = partial(nn.LayerNorm, eps=cfg.decoder_eps)
         drop_path = torch.linspace(0, cfg.decoder_drop_path_rate, cfg.decoder_depth).tolist()
         self.proj_dec = nn.Linear(cfg.embed_dim, d_model)
         self.cls_emb = nn.Parameter(torch.zeros(1, cfg.num_classes, d_model))

@@ -17,9 +17,10 @@ from model.modeling.upsample import upsample_logits
 class Segmenter(nn.Module):
     """`forward`: B×3×H×W normalized float → B×n_cls×H×W logits, for any H, W.
 
-    As the official code: pad right/bottom with zeros to a multiple of the patch size, encode,
-    decode on the patch grid, upsample bilinearly (align_corners=False) to the padded size,
-    crop the padding off.
+    Pad right/bottom with zeros to a multiple of the patch size, encode, decode on the patch
+    grid, then (config.output_resize) as the official code: upsample bilinearly
+    (align_corners=False) ×patch to the padded size and crop the padding off; or as mmseg:
+    resize the patch logits bilinearly straight to H×W.
     """
 
     def __init__(self, cfg: SegmenterConfig, metadata: ModelMetadata | None = None) -> None:
@@ -52,5 +53,7 @@ class Segmenter(nn.Module):
             images = F.pad(images, (0, pad_w, 0, pad_h))  # zeros right and bottom
         tokens, grid = self.encoder(images)  # B×(h·w)×D
         masks = self.decoder(tokens, grid)  # B×C×h×w
+        if self.config.output_resize == "resize" and (pad_h or pad_w):
+            return F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
         masks = upsample_logits(masks, ps)  # B×C×(H+pad_h)×(W+pad_w), bilinear
         return masks[:, :, :height, :width]

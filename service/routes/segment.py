@@ -64,7 +64,9 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
         served = _resolve(pool, options.model)
         label = served.spec.name
         result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor, metrics)
+        rendering = time.perf_counter()
         response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options)
+        result.timings["render"] = time.perf_counter() - rendering
         metrics.queue_wait.labels(model=label).observe(result.timings["queue"])
         _add_headers(response, served, result, time.perf_counter() - started)
         status = response.status_code
@@ -113,8 +115,7 @@ async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes
     withdrawn. The abandoned task finishes in the background (`app.state.abandoned`) once its
     threads have stopped, and only then releases its memory reservation."""
     abort = Abort()
-    work = asyncio.create_task(segment(served, data, options.multiscale, executor, settings.max_image_pixels,
-                                       abort, metrics))
+    work = asyncio.create_task(segment(served, data, options, executor, settings.max_image_pixels, abort, metrics))
     gone = asyncio.create_task(_disconnected(request))
     done, _ = await asyncio.wait({work, gone}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
     gone.cancel()

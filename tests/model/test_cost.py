@@ -8,6 +8,7 @@ import torch
 
 from cli.main import main
 from model import Cancelled, Predictor, TooManyWindows, estimate_cost, plan_windows, save_checkpoint
+from model.inference.cost import rescale_factor, scaled_size
 from tests.conftest import tiny_segmenter
 
 SIZES = [(64, 64), (63, 200), (200, 63), (1, 500), (97, 131), (300, 301), (2, 2)]
@@ -16,15 +17,20 @@ SIZES = [(64, 64), (63, 200), (200, 63), (1, 500), (97, 131), (300, 301), (2, 2)
 @pytest.mark.parametrize("height,width", SIZES)
 @pytest.mark.parametrize("window,stride", [(64, 64), (64, 40), (32, 20)])
 @pytest.mark.parametrize("multiscale", [False, True])
-def test_the_cost_counts_exactly_the_windows_the_plan_cuts(height, width, window, stride, multiscale):
+@pytest.mark.parametrize("test_scale,upscale", [(None, True), ((256, 64), True), ((256, 64), False), (None, False)])
+def test_the_cost_counts_exactly_the_windows_the_plan_cuts(height, width, window, stride, multiscale, test_scale,
+                                                           upscale):
     scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75) if multiscale else (1.0,)
     flips = (False, True) if multiscale else (False,)
-    plan = plan_windows(torch.zeros(1, 3, height, width), window, stride, scales, flips)
-    cost = estimate_cost(height, width, window, stride, 5, scales, len(flips))
+    factor = rescale_factor(height, width, test_scale)
+    base = torch.zeros(1, 3, *scaled_size(height, width, factor))  # the Predictor resizes first
+    plan = plan_windows(base, window, stride, scales, flips, upscale=upscale, output_size=(height, width))
+    cost = estimate_cost(height, width, window, stride, 5, scales, len(flips), factor, upscale)
     assert cost.windows == plan.num_windows
     assert cost.largest_view == max((v.size for v in plan.views), key=lambda hw: hw[0] * hw[1])
-    crops_and_logits = plan.num_windows * window * window * (3 + 5) * 4
+    crops_and_logits = sum(g.numel() // 3 for g in plan.groups) * (3 + 5) * 4
     assert cost.bytes > crops_and_logits  # the memory estimate covers at least what the windows hold
+    assert plan.image_size == (height, width)
 
 
 def test_the_predictor_refuses_before_any_work_and_can_be_told_otherwise(tiny_net):
@@ -47,7 +53,7 @@ def test_stopping_between_steps_raises_cancelled(tiny_net, rng):
     calls = []
     plan = pred.prepare(rgb, multiscale=True, should_stop=lambda: calls.append(1) and False)
     assert len(calls) == len(plan.views)  # checked before every view
-    logits = pred.forward_windows(plan.crops)
+    logits = pred.run(plan)
     with pytest.raises(Cancelled):
         pred.finish(plan, logits, should_stop=lambda: True)
 
@@ -58,7 +64,7 @@ def test_class_ids_by_strips_equal_the_argmax_of_full_probabilities(tiny_net, rn
     pred = Predictor(tiny_net)
     for multiscale in (False, True):
         plan = pred.prepare(rgb, multiscale)
-        logits = pred.forward_windows(plan.crops)
+        logits = pred.run(plan)
         with torch.inference_mode():
             full = plan.probabilities(logits).argmax(0)  # C×H×W at full size, F.interpolate
             strips = plan.class_ids(logits)

@@ -87,12 +87,13 @@ def test_window_plan_gives_the_same_answer_whatever_the_batching():
     image = torch.randn(1, 3, 70, 100)
     plan = plan_windows(image, window=64, stride=40, scales=(0.75, 1.0), flips=(False, True))
     assert plan.num_windows == sum(v.stop - v.start for v in plan.views)
+    (crops,) = plan.groups  # the official protocol: every window 64×64, one group
     with torch.inference_mode():
-        together = net(plan.crops)
+        together = net(crops)
         order = torch.randperm(plan.num_windows)
-        shuffled = torch.cat([net(plan.crops[order[i : i + 3]]) for i in range(0, plan.num_windows, 3)])
+        shuffled = torch.cat([net(crops[order[i : i + 3]]) for i in range(0, plan.num_windows, 3)])
     back = torch.empty_like(shuffled)
     back[order] = shuffled
     torch.testing.assert_close(plan.probabilities(back), plan.probabilities(together), atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="window logits for a plan"):
+    with pytest.raises(ValueError, match="do not match the plan's groups"):
         plan.probabilities(together[:-1])

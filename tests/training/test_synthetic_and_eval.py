@@ -64,7 +64,7 @@ def test_segmenter_eval_matches_manual_confusion(tmp_path, capsys):
     net.metadata = ModelMetadata.for_classes(synthetic.CLASSES, window_size=64)
     save_checkpoint(net, tmp_path / "ckpt")
     code = main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--dataset", "custom", "--data-root", str(root),
-                 "--short-side", "0", "--device", "cpu", "--out", str(tmp_path / "eval")])
+                 "--scale", "none", "--device", "cpu", "--out", str(tmp_path / "eval")])
     assert code == 0
     reported = json.loads((tmp_path / "eval" / "scores.json").read_text())
     cm = ConfusionMatrix(5)

@@ -29,7 +29,7 @@ def tiny_cfg(root, out, **extra):
     overrides = {
         "model.variant": "Seg-T-Mask/16", "model.overrides": "{embed_dim: 64, depth: 2, num_heads: 1}",
         "data.dataset": "custom", "data.root": str(root), "data.crop_size": 48, "data.base_size": "[64, 64]",
-        "data.workers": 0, "data.eval_short_side": "null", "optim.lr": 0.01, "run.batch_size": 4,
+        "data.workers": 0, "optim.lr": 0.01, "run.batch_size": 4,
         "run.iterations": 6, "run.eval_every": 3, "run.log_every": 1, "run.out_dir": str(out), "run.device": "cpu",
     }
     overrides.update(extra)
@@ -98,7 +98,7 @@ def test_two_process_torchrun_on_cpu(tmp_path, synthetic_root):
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(f"""
 model: {{variant: Seg-T-Mask/16, overrides: {{embed_dim: 64, depth: 2, num_heads: 1}}}}
-data: {{dataset: custom, root: {synthetic_root}, crop_size: 48, base_size: [64, 64], workers: 0, eval_short_side: null}}
+data: {{dataset: custom, root: {synthetic_root}, crop_size: 48, base_size: [64, 64], workers: 0}}
 run: {{iterations: 4, batch_size: 4, eval_every: 4, log_every: 2, out_dir: {tmp_path / 'ddp'}, device: cpu}}
 """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
