@@ -23,18 +23,36 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model import __version__
+
     parser = argparse.ArgumentParser(
         prog="segmenter", description="Segmenter: transformer semantic segmentation."
     )
+    parser.add_argument("--version", action="version", version=f"segmenter {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in dict.fromkeys(COMMANDS.values()):
         importlib.import_module(module_name).add_parser(subparsers)
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the user asked for something that cannot be done (a missing file, a bad
+    config or checkpoint): a one-paragraph message, no traceback. Each names the problem and the fix."""
+    from model import SegmenterError
+
+    return OSError, ValueError, SegmenterError
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except user_errors() as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}\n(run with `segmenter --debug ...` for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model import ModelMetadata
+from model import ModelMetadata, SegmenterError
 
 FORMAT = "segmenter-onnx"
 VERSION = 1
@@ -27,7 +27,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 
 
-class ExportError(RuntimeError):
+class ExportError(SegmenterError, RuntimeError):
     """An export step failed or its result does not match PyTorch; the message says which."""
 
 

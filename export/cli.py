@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from export.artifact import ENGINE_FILE, META_FILE, ExportError, read_exported
+from export.artifact import ENGINE_FILE, META_FILE, read_exported
 from export.parity import ParityReport
 
 
@@ -61,11 +61,6 @@ def _report(report: ParityReport, folder: Path, name: str) -> int:
     return 0 if report.passed else 1
 
 
-def _fail(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 2
-
-
 def _onnx_parity(args: argparse.Namespace, net, exported, device: str = "cpu") -> ParityReport:
     from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
     from export.parity import compare_backends, parity_windows
@@ -79,15 +74,12 @@ def _onnx_parity(args: argparse.Namespace, net, exported, device: str = "cpu") -
 
 def run_onnx(args: argparse.Namespace) -> int:
     from export.onnx_export import export_onnx
-    from model import CheckpointError, load_segmenter
+    from model import load_segmenter
 
-    try:
-        net = load_segmenter(args.checkpoint)
-        export_onnx(net, args.out, window_size=args.window, source=str(args.checkpoint))
-        exported = read_exported(args.out)
-        report = _onnx_parity(args, net, exported)
-    except (CheckpointError, ExportError, ValueError) as exc:
-        return _fail(exc)
+    net = load_segmenter(args.checkpoint)  # errors are reported by cli.main (exit 2)
+    export_onnx(net, args.out, window_size=args.window, source=str(args.checkpoint))
+    exported = read_exported(args.out)
+    report = _onnx_parity(args, net, exported)
     code = _report(report, args.out, "onnxruntime")
     if code:
         # Refuse to hand over a graph that does not match: without its description the folder
@@ -101,13 +93,10 @@ def run_onnx(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from model import CheckpointError, load_segmenter
+    from model import load_segmenter
 
-    try:
-        exported = read_exported(args.export_dir)
-        report = _onnx_parity(args, load_segmenter(args.checkpoint), exported, args.device)
-    except (CheckpointError, ExportError, ValueError) as exc:
-        return _fail(exc)
+    exported = read_exported(args.export_dir)
+    report = _onnx_parity(args, load_segmenter(args.checkpoint), exported, args.device)
     return _report(report, args.export_dir, "onnxruntime")
 
 
@@ -118,17 +107,14 @@ def run_tensorrt(args: argparse.Namespace) -> int:
     from export.parity import compare_backends, parity_windows
     from export.tensorrt_engine import TensorRTRunner, build_engine
 
-    try:
-        exported = read_exported(args.export_dir)
-        engine = build_engine(exported, args.out, fp16=args.fp16, max_batch=args.max_batch)
-        reference = OnnxRuntimeRunner(exported, ort_providers("cuda" if torch.cuda.is_available() else "cpu"))
-        windows = parity_windows(exported.metadata, exported.window_size)
-        report = compare_backends(reference, TensorRTRunner(engine, exported.num_classes), windows,
-                                  reference_name=f"ONNX Runtime ({reference.providers[0]})",
-                                  candidate_name=f"TensorRT {'fp16' if args.fp16 else 'fp32'}",
-                                  rtol=args.rtol, min_agreement=args.min_agreement, batch_size=args.max_batch)
-    except ExportError as exc:
-        return _fail(exc)
+    exported = read_exported(args.export_dir)  # errors are reported by cli.main (exit 2)
+    engine = build_engine(exported, args.out, fp16=args.fp16, max_batch=args.max_batch)
+    reference = OnnxRuntimeRunner(exported, ort_providers("cuda" if torch.cuda.is_available() else "cpu"))
+    windows = parity_windows(exported.metadata, exported.window_size)
+    report = compare_backends(reference, TensorRTRunner(engine, exported.num_classes), windows,
+                              reference_name=f"ONNX Runtime ({reference.providers[0]})",
+                              candidate_name=f"TensorRT {'fp16' if args.fp16 else 'fp32'}",
+                              rtol=args.rtol, min_agreement=args.min_agreement, batch_size=args.max_batch)
     code = _report(report, exported.folder, "tensorrt")
     if code:
         engine.unlink()
@@ -141,12 +127,9 @@ def run_tensorrt(args: argparse.Namespace) -> int:
 def run_triton(args: argparse.Namespace) -> int:
     from export.triton import write_triton_repository
 
-    try:
-        exported = read_exported(args.export_dir)
-        folder = write_triton_repository(exported, args.out, name=args.name, platform=args.platform,
-                                         engine=args.engine, max_batch_size=args.max_batch,
-                                         max_queue_delay_us=args.max_queue_delay_us, gpu=not args.cpu)
-    except (ExportError, FileNotFoundError, ValueError) as exc:
-        return _fail(exc)
+    exported = read_exported(args.export_dir)  # errors are reported by cli.main (exit 2)
+    folder = write_triton_repository(exported, args.out, name=args.name, platform=args.platform,
+                                     engine=args.engine, max_batch_size=args.max_batch,
+                                     max_queue_delay_us=args.max_queue_delay_us, gpu=not args.cpu)
     print(f"wrote {folder} (serve with: tritonserver --model-repository {args.out})")
     return 0

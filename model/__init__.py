@@ -13,6 +13,9 @@ Inside: `modeling/` (the nn.Modules), `checkpoints/` (every weights format), `in
 registry, the metadata that travels with the weights, and pictures of masks.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
+from model.batch import Inputs, find_images, output_names, write_outputs
 from model.checkpoints import (
     CheckpointError,
     convert_checkpoint,
@@ -24,6 +27,7 @@ from model.checkpoints import (
 )
 from model.class_sets import DATASETS, ClassSet, default_palette, get_class_set
 from model.config import SegmenterConfig
+from model.errors import SegmenterError
 from model.inference import (
     DEFAULT_MAX_WINDOWS,
     IMAGE_FORMATS,
@@ -56,7 +60,12 @@ from model.inference import (
 from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
 from model.modeling import Segmenter, resize_pos_embed
 from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
-from model.visualization import colorize, draw_legend, mask_to_image, overlay
+from model.visualization import colorize, draw_legend, mask_to_image, overlay, transparent_classes
+
+try:
+    __version__ = version("segmenter")  # one version, pyproject.toml's, for the CLI and the service
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
@@ -70,11 +79,13 @@ __all__ = [
     "CheckpointError",
     "ClassSet",
     "ImageError",
+    "Inputs",
     "ModelMetadata",
     "Predictor",
     "Scale",
     "Segmenter",
     "SegmenterConfig",
+    "SegmenterError",
     "TooManyWindows",
     "TorchForward",
     "Variant",
@@ -90,6 +101,7 @@ __all__ = [
     "draw_legend",
     "estimate_cost",
     "file_sha256",
+    "find_images",
     "get_class_set",
     "get_variant",
     "image_size",
@@ -99,6 +111,7 @@ __all__ = [
     "mask_to_image",
     "merge_windows",
     "normalization_stats",
+    "output_names",
     "overlay",
     "parse_scale",
     "plan_windows",
@@ -112,4 +125,6 @@ __all__ = [
     "tile_windows",
     "variant_config",
     "window_anchors",
+    "write_outputs",
+    "transparent_classes",
 ]

@@ -6,20 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from model.batch import clashes, write_outputs
 from model.inference.cost import DEFAULT_MAX_WINDOWS
 from model.inference.forward import PRECISIONS
 from model.inference.images import IMAGE_SUFFIXES, ImageError, read_image
+from model.inference.predictor import parse_scale
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict",
         help="segment an image or a folder of images",
-        description="Write a palette PNG mask (pixel value = class id) per image, and overlays.",
+        description="Write a palette PNG mask (pixel value = class id) per image, and overlays. Outputs keep "
+        "each image's path relative to the input folder; two images that would share a name keep their "
+        "suffix (x.jpg.png, x.png.png), so nothing is overwritten.",
     )
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("--checkpoint", required=True, help="our checkpoint folder or an official checkpoint.pth")
@@ -27,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png with a legend")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of class colours (0..1)")
     p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
+    p.add_argument("--scale", type=parse_scale, default=None,
+                   help="resize images to this short side before segmenting them, or none (as they are); "
+                   "default: the checkpoint's test scale")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
@@ -48,57 +53,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_convert)
 
 
-def list_images(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if path.is_file():
-        return [path]
-    raise FileNotFoundError(f"no image or folder at {path}")
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    from model import CheckpointError, Predictor, TooManyWindows, load_segmenter
+    from model import Predictor, TooManyWindows, find_images, load_segmenter
 
-    try:
-        images = list_images(args.input)
-        net = load_segmenter(args.checkpoint)
-    except (FileNotFoundError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    inputs = find_images(args.input)  # a missing input or checkpoint: cli.main reports it (exit 2)
+    net = load_segmenter(args.checkpoint)
+    for path in inputs.skipped:
+        print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+    if not inputs.images:
+        print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
         return 2
-    if not images:
-        print(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.input}", file=sys.stderr)
-        return 2
+    for name in clashes(inputs):
+        print(f"note: {name} shares its name with another image; its outputs are {name}.png", file=sys.stderr)
     predictor = Predictor(net, device=args.device, precision=args.precision, batch_size=args.batch_size,
                           max_windows=args.max_windows or None)
     args.out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    for path in tqdm(images, desc="segmenting", unit="img", disable=len(images) == 1):
+    for path in tqdm(inputs.images, desc="segmenting", unit="img", disable=len(inputs.images) == 1):
         try:
-            _segment_file(path, predictor, args)
+            _segment_file(path, inputs.names[path], predictor, args)
         except (ImageError, OSError) as exc:
             failures.append(f"{path}: {exc}")
         except TooManyWindows as exc:
             failures.append(f"{path}: {exc} (--max-windows; 0 for no limit)")
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
-    done = len(images) - len(failures)
-    print(f"wrote {done} mask(s) to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else ""))
+    done = len(inputs.images) - len(failures)
+    print(f"wrote {done} mask(s) to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else "")
+          + (f"; {len(inputs.skipped)} file(s) skipped" if inputs.skipped else ""))
     return 1 if failures else 0
 
 
-def _segment_file(path: Path, predictor, args: argparse.Namespace) -> None:
-    """Segment one file and write its mask (and overlay). The cost is checked from the header first."""
-    from model import draw_legend, image_size, mask_to_image, overlay
+def _segment_file(path: Path, name: str, predictor, args: argparse.Namespace) -> None:
+    """Segment one file and write its outputs. The cost is checked from the header first."""
+    from model import image_size
 
-    predictor.check_cost(*image_size(path), args.multiscale)
+    predictor.check_cost(*image_size(path), args.multiscale, scale=args.scale)
     rgb = read_image(path)
-    mask = predictor.predict(rgb, multiscale=args.multiscale)
-    meta = predictor.metadata
-    mask_to_image(mask, meta.palette).save(args.out / f"{path.stem}.png")
-    if args.overlay:
-        present = [int(c) for c in np.unique(mask)]
-        picture = draw_legend(overlay(rgb, mask, meta.palette, args.alpha), present, meta.class_names, meta.palette)
-        Image.fromarray(picture).save(args.out / f"{path.stem}_overlay.png")
+    mask = predictor.predict(rgb, multiscale=args.multiscale, scale=args.scale)
+    write_outputs(args.out, name, rgb, mask, predictor.metadata, args.overlay, args.alpha)
 
 
 def run_variants(args: argparse.Namespace) -> int:
@@ -116,13 +109,9 @@ def run_variants(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from model import CheckpointError, convert_checkpoint
+    from model import convert_checkpoint
 
-    try:
-        net = convert_checkpoint(args.checkpoint, args.out)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    net = convert_checkpoint(args.checkpoint, args.out)
     meta = net.metadata
     print(f"wrote {args.out}: {net.config.embed_dim}-dim, depth {net.config.depth}, patch {net.config.patch_size}, "
           f"{net.config.decoder} decoder, {meta.num_classes} classes ({meta.dataset}), "

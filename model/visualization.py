@@ -11,6 +11,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 Palette = Sequence[Sequence[int]]
+# Classes that mean "nothing in particular": overlays leave the photo as it is there.
+TRANSPARENT_NAMES = frozenset({"background", "unlabeled", "unlabelled", "void", "ignore", "other"})
+
+
+def transparent_classes(class_names: Sequence[str]) -> tuple[int, ...]:
+    """Ids of the background-like classes (by name), which an overlay does not paint."""
+    return tuple(i for i, name in enumerate(class_names) if name.strip().lower() in TRANSPARENT_NAMES)
 
 
 def colorize(mask: np.ndarray, palette: Palette) -> np.ndarray:
@@ -21,14 +28,23 @@ def colorize(mask: np.ndarray, palette: Palette) -> np.ndarray:
     return table[mask]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, palette: Palette, alpha: float = 0.5) -> np.ndarray:
-    """Blend class colours over the image: (1 - alpha)·image + alpha·colour, H×W×3 uint8."""
+def overlay(image: np.ndarray, mask: np.ndarray, palette: Palette, alpha: float = 0.5,
+            transparent: Sequence[int] = ()) -> np.ndarray:
+    """Blend class colours over the image: (1 - alpha)·image + alpha·colour, H×W×3 uint8.
+
+    Pixels of the `transparent` classes (e.g. `transparent_classes(names)`: background) keep the
+    image's own colours, so an overlay does not darken a photo where nothing was found.
+    """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
     colours = colorize(mask, palette).astype(np.float32)
-    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
+    weight = np.full(mask.shape, alpha, np.float32)
+    if len(transparent):
+        weight[np.isin(mask, np.asarray(transparent))] = 0.0
+    weight = weight[..., None]
+    blended = (1.0 - weight) * image.astype(np.float32) + weight * colours
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from export import ExportError, OnnxRuntimeRunner, is_exported, ort_providers, read_exported
-from model import CheckpointError, Predictor, load_segmenter
+from model import CheckpointError, Predictor, SegmenterError, load_segmenter
 from service.model_specs import ModelSpec
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SegmenterError, RuntimeError):
     """A configured model cannot be served; the message says why and how to fix it."""
 
 

@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+from pathlib import Path
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="run the HTTP service (POST /segment)",
                               description="Serve the models listed in a models file over HTTP. Every other "
                               "setting is a SEGMENTER_* environment variable (see README).")
-    p.add_argument("--models", help="models file (YAML); default: $SEGMENTER_MODELS or the bundled demo models")
+    p.add_argument("--models", type=Path,
+                   help="models file (YAML); default: $SEGMENTER_MODELS or the bundled demo models")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1,
                    help="processes; each loads every model, so memory grows with this")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                   help="the service's and uvicorn's log level (info shows each model loading, warming up, ready)")
     p.set_defaults(func=serve)
+
+
+def log_config(level: str) -> dict:
+    """uvicorn's logging set-up, with the service's own loggers (`segmenter.*`) on its handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["segmenter"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.model_specs import load_models_file
+    from service.settings import Settings
+
     if args.models:
-        os.environ["SEGMENTER_MODELS"] = args.models  # read by each worker's Settings
+        os.environ["SEGMENTER_MODELS"] = str(args.models)  # read by each worker's Settings
+    load_models_file(Settings().models)  # a bad models file stops here, with one message, not in each worker
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, timeout_graceful_shutdown=30)
+                log_level=args.log_level, log_config=log_config(args.log_level), timeout_graceful_shutdown=30)
     return 0

@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
+from model import __version__
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.model_pool import ModelPool
@@ -51,9 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
             app.state.executor.shutdown(wait=True)
 
-    app = FastAPI(title="Segmenter", version="0.1.0", lifespan=lifespan,
-                  description="Semantic segmentation with Segmenter (Strudel et al., ICCV 2021). "
-                  "POST an image to /segment; see /models for the models served.")
+    # /docs and /redoc with their JavaScript served by the app itself (fastapi-offline): the
+    # default pages load it from a CDN and are blank on air-gapped hosts.
+    app = FastAPIOffline(title="Segmenter", version=__version__, lifespan=lifespan,
+                         description="Semantic segmentation with Segmenter (Strudel et al., ICCV 2021). "
+                         "POST an image to /segment; see /models for the models served.")
     app.state.settings, app.state.metrics, app.state.pool = settings, service_metrics, pool
     install_error_handlers(app)
     # The byte limit is enforced while the body arrives, not only from Content-Length.

@@ -25,8 +25,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from model import SegmenterError
 
-class ModelsFileError(ValueError):
+
+class ModelsFileError(SegmenterError, ValueError):
     """The models file is missing or invalid; the message names the file and the problem."""
 
 
@@ -95,13 +97,15 @@ def load_models_file(path: str | Path) -> ModelsFile:
     """Read and validate a models file; checkpoint paths become absolute (relative to the file)."""
     path = Path(path)
     if not path.is_file():
-        raise ModelsFileError(f"models file {path} does not exist; set SEGMENTER_MODELS to a YAML file "
-                              "listing the models (see models/demo.yaml)")
+        raise ModelsFileError(f"models file {path} does not exist; pass --models FILE (or set SEGMENTER_MODELS) "
+                              "to a YAML file listing the models (see models/demo.yaml)")
     try:
         raw = yaml.safe_load(path.read_text())
         parsed = ModelsFile.model_validate(raw)
     except yaml.YAMLError as exc:
-        raise ModelsFileError(f"models file {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ModelsFileError(f"models file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
     except ValidationError as exc:
         problems = "; ".join(f"{_location(raw, e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ModelsFileError(f"models file {path} is invalid: {problems}") from exc

@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from model import ModelMetadata, draw_legend, mask_to_image, overlay
+from model import ModelMetadata, draw_legend, mask_to_image, overlay, transparent_classes
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:
@@ -54,7 +54,7 @@ def render_overlay(rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata, a
                    legend_classes: list[dict] | None) -> bytes:
     """RGB PNG: the image blended with class colours; with `legend_classes` (from
     `classes_present`), a legend of those classes beside it."""
-    blended = overlay(rgb, mask, metadata.palette, alpha)
+    blended = overlay(rgb, mask, metadata.palette, alpha, transparent_classes(metadata.class_names))
     if legend_classes is not None:
         blended = draw_legend(blended, [c["id"] for c in legend_classes], metadata.class_names, metadata.palette)
     return png_bytes(blended)

@@ -84,3 +84,21 @@ def test_convert_official_checkpoint_keeps_logits(tmp_path):
     x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
         torch.testing.assert_close(net(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+def test_predict_never_overwrites_and_lists_what_it_skips(tmp_path, checkpoint, rng, capsys):
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    same_name = {"x.jpg": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                 "x.png": rng.integers(0, 256, (64, 80, 3), dtype=np.uint8),
+                 "sub/x.png": rng.integers(0, 256, (70, 64, 3), dtype=np.uint8)}
+    for name, rgb in same_name.items():
+        Image.fromarray(rgb).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    Image.fromarray(same_name["x.png"]).save(folder / "anim.gif")
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr()
+    sizes = {p.relative_to(tmp_path / "out").as_posix(): Image.open(p).size for p in (tmp_path / "out").rglob("*.png")}
+    assert sizes == {"x.jpg.png": (64, 64), "x.png.png": (80, 64), "sub/x.png": (64, 70)}  # one mask per image
+    assert "wrote 3 mask(s)" in out.out and "2 file(s) skipped" in out.out
+    assert "notes.txt: not an image" in out.err and "anim.gif: not an image" in out.err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from model import PRECISIONS, parse_scale
@@ -26,31 +25,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, help="folder for the per-class table, confusion.png and scores.json")
     e.set_defaults(func=run_eval)
 
-    t = subparsers.add_parser("train", help="train a model (same as python training/train.py)")
-    t.add_argument("--config", required=True)
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--stop-at", type=int)
-    t.add_argument("overrides", nargs="*")
+    t = subparsers.add_parser("train", help="train a model (same as python training/train.py)",
+                              description="Multi-GPU: torchrun --nproc_per_node N training/train.py --config ...")
+    t.add_argument("--config", required=True, help="experiment YAML (training/configs/)")
+    t.add_argument("--resume", action="store_true", help="continue from run.out_dir/last")
+    t.add_argument("--allow-config-change", action="store_true",
+                   help="resume although the config differs from the run's saved config.yaml")
+    t.add_argument("--stop-at", type=int, help="stop at this iteration (the schedule still spans the run)")
+    t.add_argument("overrides", nargs="*", help="dotted key=value, e.g. optim.lr=5e-4 run.iterations=1000")
     t.set_defaults(func=run_train)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from model import CheckpointError, Predictor, load_segmenter
+    from model import Predictor, load_segmenter
     from training import distributed
     from training.data.layouts import build_dataset
     from training.evaluate import confusion_image, evaluate
 
     ctx = distributed.setup(args.device)
-    try:
-        net = load_segmenter(args.checkpoint)
-        dataset = build_dataset(args.dataset, args.data_root, args.split)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    net = load_segmenter(args.checkpoint)  # errors here are reported by cli.main (exit 2)
+    dataset = build_dataset(args.dataset, args.data_root, args.split)
     if len(dataset.class_names) != net.num_classes:
-        print(f"error: the checkpoint predicts {net.num_classes} classes but {args.dataset} has "
-              f"{len(dataset.class_names)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"the checkpoint predicts {net.num_classes} classes but {args.dataset} has "
+                         f"{len(dataset.class_names)}")
     predictor = Predictor(net, device=ctx.device, precision=args.precision)
     scores = evaluate(predictor, dataset, multiscale=args.multiscale, scale=args.scale,
                       rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
@@ -72,8 +69,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from training.train import main
+    from training.config import load_config
+    from training.trainer import train
 
-    argv = ["--config", args.config, *(["--resume"] if args.resume else []),
-            *(["--stop-at", str(args.stop_at)] if args.stop_at else []), *args.overrides]
-    return main(argv)
+    cfg = load_config(args.config, args.overrides)  # a bad key or value stops here, before any data
+    result = train(cfg, resume=args.resume, stop_at=args.stop_at, allow_config_change=args.allow_config_change)
+    if result:
+        print(f"mIoU {100 * result['miou']:.2f} at iteration {result['iteration']} -> {cfg.run.out_dir}")
+    return 0

@@ -151,7 +151,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ValueError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
         if data is not None and not isinstance(data, dict):
             raise ValueError(f"{path} must be a mapping of sections (model, data, optim, run)")
         _apply(cfg, data or {}, "")

@@ -41,6 +41,7 @@ from training.config import TrainConfig, save_config
 from training.data.base import IGNORE_INDEX
 from training.data.layouts import build_dataset
 from training.evaluate import confusion_image, evaluate
+from training.run_folder import check_run_folder
 from training.schedule import cosine_lr, poly_lr
 from training.state import STATE_FILE, load_state, pack_state, set_rng_state
 from training.transforms import TrainTransform
@@ -205,8 +206,6 @@ def per_process_batch(cfg: TrainConfig, world_size: int) -> int:
 
 def restore(out: Path, net: Segmenter, optimizer: torch.optim.Optimizer, amp: Amp) -> tuple[int, float]:
     """Load `out/last` (weights, optimizer, scaler, RNG); returns (iteration, best mIoU)."""
-    if not (out / "last" / STATE_FILE).is_file():
-        raise FileNotFoundError(f"nothing to resume: {out / 'last' / STATE_FILE} does not exist")
     net.load_state_dict(load_segmenter(out / "last").state_dict())
     state = load_state(out / "last")
     optimizer.load_state_dict(state["optimizer"])
@@ -234,7 +233,8 @@ def train_step(model: nn.Module, batches: BatchStream, optimizer: torch.optim.Op
     return loss_sum
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
+          allow_config_change: bool = False) -> dict[str, Any]:
     """Run (or continue) the experiment `cfg`; returns the last evaluation's figures.
 
     Writes into `cfg.run.out_dir`: config.yaml, metrics.jsonl, last/ and best/ checkpoints
@@ -243,9 +243,18 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     """
     ctx = distributed.setup(cfg.run.device)
     out = Path(cfg.run.out_dir)
+    saved = check_run_folder(cfg, out, resume, allow_config_change)
+    if saved is not None:
+        if saved >= min(stop_at or cfg.run.iterations, cfg.run.iterations):
+            if ctx.is_main:
+                print(f"{out} already reached iteration {saved} of {cfg.run.iterations}; nothing to do")
+            distributed.teardown()
+            return {}
+        if ctx.is_main:
+            print(f"resuming {out} from iteration {saved} of {cfg.run.iterations}")
     seed_everything(cfg.run.seed)
     per_rank = per_process_batch(cfg, ctx.world_size)
-    train_set = build_dataset(cfg.data.dataset, cfg.data.root, "train")
+    train_set = build_dataset(cfg.data.dataset, cfg.data.root, "train", generate=True)
     val_set = build_dataset(cfg.data.dataset, cfg.data.root, "val")
     net = build_model(cfg, train_set.class_names, train_set.palette, train_set.name).to(ctx.device)
     # Normalize with the mean/std saved in the checkpoint, so training and inference cannot differ.

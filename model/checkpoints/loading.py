@@ -39,6 +39,10 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
             return load_checkpoint(p)
         if (p / "checkpoint.pth").is_file():
             return _load_pth(p / "checkpoint.pth")
+        runs = [p / name for name in ("best", "last") if (p / name / META_FILE).is_file()]
+        if runs:
+            raise CheckpointError(f"{p} is a training run folder, not a checkpoint; pass "
+                                  + " or ".join(str(r) for r in runs) + " (best: the best validation mIoU)")
         raise CheckpointError(
             f"{p} is a folder without {META_FILE} (our format) or checkpoint.pth (official format)"
         )

@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from model.errors import SegmenterError
+
 # Pillow format -> the name users know. MPO is what Pillow calls many phones' JPEGs.
 IMAGE_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -31,7 +33,7 @@ ImageSource = bytes | str | os.PathLike
 ErrorKind = Literal["empty", "unsupported", "corrupt", "too_large", "multi_frame"]
 
 
-class ImageError(ValueError):
+class ImageError(SegmenterError, ValueError):
     """The input is not an image we read. `kind` says which problem (for HTTP status codes)."""
 
     def __init__(self, kind: ErrorKind, message: str) -> None:

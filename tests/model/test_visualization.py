@@ -61,3 +61,16 @@ def test_legend_adds_a_swatch_per_class():
     legend = out[:, 50:].reshape(-1, 3)
     colours = {tuple(c) for c in legend}
     assert (255, 0, 0) in colours and (0, 0, 255) in colours and (0, 255, 0) not in colours
+
+
+def test_background_classes_leave_the_photo_as_it_is():
+    from model import transparent_classes
+
+    names = ["background", "cat", "Unlabeled", "dog"]
+    assert transparent_classes(names) == (0, 2)
+    image = np.full((2, 3, 3), 200, np.uint8)
+    mask = np.array([[0, 1, 2], [3, 0, 1]])
+    palette = [[0, 0, 0], [255, 0, 0], [0, 0, 0], [0, 255, 0]]
+    blended = overlay(image, mask, palette, 0.5, transparent_classes(names))
+    assert (blended[mask == 0] == 200).all() and (blended[mask == 2] == 200).all()  # not darkened
+    assert (blended[mask == 1] == [228, 100, 100]).all()  # the others are painted as before

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model import Predictor, load_segmenter, read_checkpoint_description
+from cli.main import main
+from model import read_checkpoint_description
 from service.main import create_app
 from service.model_specs import load_models_file
 from service.settings import BUNDLED_MODELS, Settings
 from tests.service.conftest import decode_png, encode, post_image, started_client
-from training.data.synthetic import CLASSES, render
+from training.data.synthetic import CLASSES, render, write_dataset
 
 SPECS = load_models_file(BUNDLED_MODELS).models
 
@@ -28,34 +30,22 @@ def test_bundled_checkpoints_are_small_and_describe_their_training(spec):
     assert json.loads((folder / "segmenter.json").read_text())["format"]
 
 
-class SyntheticValidation:
-    """The synthetic dataset's validation split (seed 0), rendered in memory as `write_dataset` draws it."""
-
-    def __init__(self, train: int = 800, val: int = 100, size: int = 160) -> None:
-        rng = np.random.default_rng(0)
-        for _ in range(train):  # the training images come first in the generator's stream
-            render(size, rng)
-        self.pairs = [render(size, rng) for _ in range(val)]
-        self.class_names = tuple(CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        image, mask = self.pairs[index]
-        return image, mask.astype(np.int64)
+@pytest.fixture(scope="module")
+def synthetic_val(tmp_path_factory):
+    """The demo models' validation split, as `python -m training.data.synthetic --splits val` writes it."""
+    return write_dataset(tmp_path_factory.mktemp("synthetic"), splits=("val",))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
-def test_the_demo_models_score_what_their_checkpoints_claim(spec):
-    from training.evaluate import evaluate
-
-    net = load_segmenter(spec.checkpoint)
-    scores = evaluate(Predictor(net, batch_size=8), SyntheticValidation(), progress=False)
-    claimed = net.metadata.provenance["miou"]
-    assert abs(scores.miou - claimed) < 0.005, (scores.miou, claimed)
-    if "accurate" in spec.aliases:
-        assert scores.miou >= 0.80
+def test_segmenter_eval_with_default_options_reproduces_the_documented_miou(spec, synthetic_val, capsys):
+    code = main(["eval", "--checkpoint", str(spec.checkpoint), "--dataset", "synthetic", "--data-root",
+                 str(synthetic_val), "--device", "cpu"])
+    assert code == 0
+    printed = float(re.search(r"mIoU (\d+\.\d+)", capsys.readouterr().out).group(1))
+    _, metadata = read_checkpoint_description(spec.checkpoint)
+    assert printed == pytest.approx(100 * metadata.provenance["miou"], abs=0.5)
+    documented = {"demo-seg-t16": 88.1, "demo-seg-t32": 72.1}[spec.name]  # README, models/README.md
+    assert printed == pytest.approx(documented, abs=0.5)
 
 
 def test_the_default_settings_serve_the_bundled_models_and_they_segment_textures():

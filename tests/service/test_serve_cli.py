@@ -41,6 +41,10 @@ def test_segmenter_serve_answers_and_stops_cleanly_on_sigterm(models_file, check
     lines: list[str] = []
     try:
         url = _read_until(process.stdout, r"Uvicorn running on (http://\S+)", lines).group(1)
+        startup = "".join(lines)  # the service's own start-up log, at the default level (info)
+        for name in ("tiny-16", "tiny-32"):
+            assert f"loading model {name}" in startup and f"{name}: warming up" in startup
+            assert f"model {name} ready" in startup
         rgb = random_image(80, 90, seed=31)
         response = httpx.post(url + "/segment", files={"image": ("a.png", encode(rgb))}, data={"model": "fast"},
                               timeout=60)

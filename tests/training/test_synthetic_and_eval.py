@@ -6,6 +6,7 @@ import functools
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -49,10 +50,13 @@ def test_objects_have_their_hue_family_and_backgrounds_any_colour():
     assert (np.ptp(np.array(background), axis=0) > 100).all()
 
 
-def test_synthetic_dataset_is_written_on_first_use(tmp_path, monkeypatch):
+def test_synthetic_dataset_is_written_on_first_use_by_training_only(tmp_path, monkeypatch):
     small = functools.partial(synthetic.write_dataset, train=4, val=2, size=64)
     monkeypatch.setattr(synthetic, "write_dataset", small)
-    ds = build_dataset("synthetic", tmp_path / "synth", "val")
+    with pytest.raises(FileNotFoundError, match="python -m training.data.synthetic --out"):
+        build_dataset("synthetic", tmp_path / "synth", "val")  # evaluation never generates data
+    assert not (tmp_path / "synth").exists()
+    ds = build_dataset("synthetic", tmp_path / "synth", "val", generate=True)
     assert len(ds) == 2 and ds.class_names[3] == "checks"
     assert build_dataset("synthetic", tmp_path / "synth", "train").samples  # reused, not rewritten
 

@@ -29,7 +29,7 @@ def tiny_cfg(root, out, **extra):
     overrides = {
         "model.variant": "Seg-T-Mask/16", "model.overrides": "{embed_dim: 64, depth: 2, num_heads: 1}",
         "data.dataset": "custom", "data.root": str(root), "data.crop_size": 48, "data.base_size": "[64, 64]",
-        "data.workers": 0, "optim.lr": 0.01, "run.batch_size": 4,
+        "data.workers": 0, "data.test_scale": "null", "optim.lr": 0.01, "run.batch_size": 4,
         "run.iterations": 6, "run.eval_every": 3, "run.log_every": 1, "run.out_dir": str(out), "run.device": "cpu",
     }
     overrides.update(extra)
@@ -113,3 +113,17 @@ run: {{iterations: 4, batch_size: 4, eval_every: 4, log_every: 2, out_dir: {tmp_
     assert net.metadata.class_names[1] == "stripes"
     losses = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in losses if "loss" in r] == [2, 4]
+
+
+def test_resume_says_what_it_does_and_refuses_a_changed_config(tmp_path, synthetic_root, capsys):
+    out = tmp_path / "run"
+    train(tiny_cfg(synthetic_root, out), stop_at=3)
+    with pytest.raises(FileExistsError, match="already holds a training run; continue it with --resume"):
+        train(tiny_cfg(synthetic_root, out))  # a new run never overwrites one
+    with pytest.raises(ValueError, match=r"run.iterations: 6 -> 300.*--allow-config-change"):
+        train(tiny_cfg(synthetic_root, out, **{"run.iterations": 300}), resume=True)
+    capsys.readouterr()
+    train(tiny_cfg(synthetic_root, out), resume=True)
+    assert f"resuming {out} from iteration 3 of 6" in capsys.readouterr().out
+    assert train(tiny_cfg(synthetic_root, out), resume=True) == {}
+    assert f"{out} already reached iteration 6 of 6; nothing to do" in capsys.readouterr().out

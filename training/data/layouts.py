@@ -46,14 +46,17 @@ def cityscapes_label_ids_to_train_ids(label: np.ndarray) -> np.ndarray:
     return table[np.clip(label, 0, 255)]
 
 
-def _check_root(root: Path, expected: str) -> None:
+def _check_root(root: Path, expected: str, how: str) -> None:
     if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} does not exist; expected the {expected} layout "
-                                "(see training/prepare/ to download it)")
+        raise FileNotFoundError(f"data root {root} does not exist; expected the {expected} layout ({how})")
+
+
+def _prepare(dataset: str) -> str:
+    return f"download and unpack it with python -m training.prepare.{dataset} --data DIR, then set data.root"
 
 
 def ade20k(root: Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
-    _check_root(root, "ADE20K ADEChallengeData2016/{images,annotations}")
+    _check_root(root, "ADE20K ADEChallengeData2016/{images,annotations}", _prepare("ade20k"))
     folder = {"train": "training", "val": "validation"}[split]
     samples = pair_by_stem(root / "images" / folder, root / "annotations" / folder)
     classes = get_class_set("ade20k")
@@ -61,7 +64,8 @@ def ade20k(root: Path, split: str, transform: Callable | None = None) -> Segment
 
 
 def pascal_context(root: Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
-    _check_root(root, "Pascal Context (JPEGImages, SegmentationClassContext, ImageSets/SegmentationContext)")
+    _check_root(root, "Pascal Context (JPEGImages, SegmentationClassContext, ImageSets/SegmentationContext)",
+                _prepare("pascal_context"))
     list_file = root / "ImageSets" / "SegmentationContext" / f"{split}.txt"
     if not list_file.is_file():
         raise FileNotFoundError(f"split list {list_file} is missing")
@@ -76,7 +80,7 @@ def pascal_context(root: Path, split: str, transform: Callable | None = None) ->
 
 
 def cityscapes(root: Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
-    _check_root(root, "Cityscapes leftImg8bit/ + gtFine/")
+    _check_root(root, "Cityscapes leftImg8bit/ + gtFine/", _prepare("cityscapes"))
     images, labels = root / "leftImg8bit" / split, root / "gtFine" / split
     train_ids = list(labels.rglob("*_gtFine_labelTrainIds.png")) if labels.is_dir() else []
     if train_ids:
@@ -103,17 +107,25 @@ def read_custom_classes(root: Path) -> tuple[tuple[str, ...], tuple]:
 
 
 def custom(root: Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
-    _check_root(root, "custom ROOT/images/{train,val}, ROOT/masks/{train,val}, ROOT/classes.json")
+    _check_root(root, "custom ROOT/images/{train,val}, ROOT/masks/{train,val}, ROOT/classes.json",
+                "README: Your own data")
     names, palette = read_custom_classes(root)
     samples = pair_by_stem(root / "images" / split, root / "masks" / split)
     return SegmentationDataset(samples, names, palette, None, transform, "custom")
 
 
-def synthetic(root: Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
-    """The synthetic dataset in the custom layout, written to `root` first if it is not there."""
+def synthetic(root: Path, split: str, transform: Callable | None = None, generate: bool = False
+              ) -> SegmentationDataset:
+    """The synthetic dataset in the custom layout; with `generate` (training), written to `root`
+    first if it is not there. Evaluation never generates: a mistyped root is an error, not 50 MB
+    of new data scored as if it were the user's."""
     from training.data.synthetic import write_dataset
 
     if not (root / "classes.json").is_file():
+        if not generate:
+            raise FileNotFoundError(f"no synthetic dataset at {root}; write it with "
+                                    f"python -m training.data.synthetic --out {root}")
+        print(f"writing the synthetic dataset to {root} (first use)")
         write_dataset(root)
     return custom(root, split, transform)
 
@@ -122,10 +134,14 @@ _BUILDERS = {"ade20k": ade20k, "pascal_context": pascal_context, "cityscapes": c
              "synthetic": synthetic}
 
 
-def build_dataset(name: str, root: str | Path, split: str, transform: Callable | None = None) -> SegmentationDataset:
-    """A dataset by layout name ("ade20k", "pascal_context", "cityscapes", "custom") and split."""
+def build_dataset(name: str, root: str | Path, split: str, transform: Callable | None = None,
+                  generate: bool = False) -> SegmentationDataset:
+    """A dataset by layout name ("ade20k", "pascal_context", "cityscapes", "custom", "synthetic")
+    and split; `generate`: write the synthetic dataset if it is not there yet (training does)."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if name == "synthetic":
+        return synthetic(Path(root), split, transform, generate)
     return _BUILDERS[name](Path(root), split, transform)

@@ -90,17 +90,25 @@ def render(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_dataset(out: str | Path, train: int = 800, val: int = 100, size: int = 160, seed: int = 0) -> Path:
-    """Write ROOT/images/{train,val}/*.png, ROOT/masks/{train,val}/*.png and ROOT/classes.json."""
+def write_dataset(out: str | Path, train: int = 800, val: int = 100, size: int = 160, seed: int = 0,
+                  splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Write ROOT/images/{train,val}/*.png, ROOT/masks/{train,val}/*.png and ROOT/classes.json.
+
+    `splits`: the splits written; the others are still drawn, so `splits=("val",)` writes the
+    same validation images as a full write (what evaluating the demo models needs).
+    """
     root = Path(out)
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
-        for i in tqdm(range(count), desc=f"synthetic {split}", unit="img", disable=count < 50):
+        write = split in splits
+        if write:
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+        for i in tqdm(range(count), desc=f"synthetic {split}", unit="img", disable=count < 50 or not write):
             image, mask = render(size, rng)
-            Image.fromarray(image).save(root / "images" / split / f"{i:05d}.png")
-            Image.fromarray(mask).save(root / "masks" / split / f"{i:05d}.png")
+            if write:
+                Image.fromarray(image).save(root / "images" / split / f"{i:05d}.png")
+                Image.fromarray(mask).save(root / "masks" / split / f"{i:05d}.png")
     classes = [{"name": n, "color": c} for n, c in zip(CLASSES, PALETTE, strict=True)]
     (root / "classes.json").write_text(json.dumps({"classes": classes}, indent=2) + "\n")
     return root
@@ -113,8 +121,10 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=100)
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"],
+                        help="splits to write (--splits val: the validation images only, for evaluation)")
     args = parser.parse_args()
-    print(write_dataset(args.out, args.train, args.val, args.size, args.seed))
+    print(write_dataset(args.out, args.train, args.val, args.size, args.seed, tuple(args.splits)))
 
 
 if __name__ == "__main__":

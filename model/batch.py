@@ -1,0 +1,73 @@
+"""Segmenting a folder: which files to read, and the file each answer goes to.
+
+Shared by `segmenter predict` and any batch engine, so every path names outputs the same way:
+- every file with an image suffix under the input (recursively) is read; other files are listed
+  as skipped, never silently passed over (hidden files, such as .DS_Store, excepted);
+- an image's outputs keep its path relative to the input folder, suffix dropped
+  (`a/x.jpg` -> `a/x.png`, `a/x_overlay.png`); when two images would share a name (`x.jpg` and
+  `x.png` side by side) both keep their suffix (`x.jpg.png`, `x.png.png`): nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.inference.images import IMAGE_SUFFIXES
+from model.metadata import ModelMetadata
+from model.visualization import draw_legend, mask_to_image, overlay, transparent_classes
+
+
+@dataclass(frozen=True)
+class Inputs:
+    root: Path  # names are relative to this folder
+    images: list[Path]
+    skipped: list[Path] = field(default_factory=list)  # files that are not images this package reads
+    names: dict[Path, str] = field(default_factory=dict)  # image -> output name (no suffix)
+
+
+def find_images(path: Path) -> Inputs:
+    """The images under `path` (a file or a folder), their output names, and the skipped files."""
+    path = Path(path)
+    if path.is_file():
+        return Inputs(path.parent, [path], [], {path: path.stem})
+    if not path.is_dir():
+        raise FileNotFoundError(f"no image or folder at {path}")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    return Inputs(path, images, skipped, output_names(images, path))
+
+
+def output_names(images: list[Path], root: Path) -> dict[Path, str]:
+    """Image -> its output name: the path relative to `root` without the suffix, or with it when
+    another image would get the same name."""
+    stems = {image: image.relative_to(root).with_suffix("").as_posix() for image in images}
+    taken = Counter(stems.values())
+    return {image: image.relative_to(root).as_posix() if taken[stem] > 1 else stem for image, stem in stems.items()}
+
+
+def clashes(inputs: Inputs) -> list[str]:
+    """The images whose names kept their suffix, to tell the user why."""
+    return [inputs.names[image] for image in inputs.images
+            if inputs.names[image] != image.relative_to(inputs.root).with_suffix("").as_posix()]
+
+
+def write_outputs(out: Path, name: str, rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata,
+                  with_overlay: bool, alpha: float = 0.5) -> list[Path]:
+    """Write `<name>.png` (pixel = class id) and, if asked, `<name>_overlay.png`; the paths written."""
+    mask_path = out / f"{name}.png"
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    mask_to_image(mask, metadata.palette).save(mask_path)
+    if not with_overlay:
+        return [mask_path]
+    present = [int(c) for c in np.unique(mask)]
+    picture = overlay(rgb, mask, metadata.palette, alpha, transparent_classes(metadata.class_names))
+    picture = draw_legend(picture, present, metadata.class_names, metadata.palette)
+    overlay_path = out / f"{name}_overlay.png"
+    Image.fromarray(picture).save(overlay_path)
+    return [mask_path, overlay_path]
