@@ -61,6 +61,7 @@ from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
 from model.modeling import Segmenter, resize_pos_embed
 from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
 from model.visualization import colorize, draw_legend, mask_to_image, overlay, transparent_classes
+from model.zoo import ZooEntry, ZooError, default_cache_dir, fetch, load_registry
 
 try:
     __version__ = version("segmenter")  # one version, pyproject.toml's, for the CLI and the service
@@ -93,19 +94,24 @@ __all__ = [
     "WindowCost",
     "WindowForward",
     "WindowPlan",
+    "ZooEntry",
+    "ZooError",
     "build_segmenter",
     "class_id_dtype",
     "colorize",
     "convert_checkpoint",
+    "default_cache_dir",
     "default_palette",
     "draw_legend",
     "estimate_cost",
+    "fetch",
     "file_sha256",
     "find_images",
     "get_class_set",
     "get_variant",
     "image_size",
     "list_variants",
+    "load_registry",
     "load_pretrained_encoder",
     "load_segmenter",
     "mask_to_image",

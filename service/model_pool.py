@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 
+from model import default_cache_dir, fetch
 from service.admission import Admission
 from service.backends import LoadedModel, ModelLoadError, load_model, warm_up
 from service.batcher import BatchStats, WindowBatcher
@@ -114,8 +116,9 @@ class ModelPool:
                  loaded.predictor.window_size, loaded.predictor.window_stride)
 
     async def _load_and_warm_up(self, served: ServedModel) -> LoadedModel:
+        spec = await self._fetch_if_zoo(served)
         served.detail = "loading weights"
-        loaded = await asyncio.to_thread(load_model, served.spec, self.settings.cache_dir,
+        loaded = await asyncio.to_thread(load_model, spec, self.settings.cache_dir,
                                          self.settings.max_windows_per_request)
         if self.settings.warmup:
             served.detail = ("warming up: building the TensorRT engine (minutes at first start, then cached)"
@@ -123,6 +126,31 @@ class ModelPool:
             log.info("%s: %s", served.spec.name, served.detail)
             await asyncio.to_thread(warm_up, loaded)
         return loaded
+
+    async def _fetch_if_zoo(self, served: ServedModel) -> ModelSpec:
+        """For `checkpoint: zoo:NAME`: the spec with the checkpoint fetched into the cache (progress
+        in /readyz and the log). A failure names the URL and how to fetch it by hand."""
+        spec = served.spec
+        if not spec.is_zoo:
+            return spec
+        name, logged = spec.zoo_name, [-1]
+
+        def progress(file_name: str, done: int, total: int | None) -> None:
+            if total:
+                percent = int(100 * done / total)
+                served.detail = f"downloading {file_name}: {percent}% of {total / 1e6:,.0f} MB"
+                if percent // 10 != logged[0]:
+                    logged[0] = percent // 10
+                    log.info("%s: %s", spec.name, served.detail)
+            else:
+                served.detail = f"downloading {file_name}: {done / 1e6:,.0f} MB"
+
+        served.detail = f"fetching {name}"
+        log.info("%s: fetching %s into %s", spec.name, name, self.settings.cache_dir or default_cache_dir())
+        registries = [p for p in (self.settings.weights_registry or "").split(os.pathsep) if p]
+        folder = await asyncio.to_thread(fetch, name, self.settings.cache_dir, self.settings.weights_mirror or "",
+                                         registries, progress)
+        return spec.model_copy(update={"checkpoint": str(folder)})
 
     def _mark(self, served: ServedModel, state: str, reason: str | None = None) -> None:
         served.state, served.reason, served.detail = state, reason, None

@@ -4,7 +4,9 @@
     models:
       - name: demo-seg-t16
         checkpoint: demo-seg-t16      # relative to this file: our checkpoint folder, an official
-                                      # checkpoint.pth (+ variant.yml), or an exported ONNX folder
+                                      # checkpoint.pth (+ variant.yml), an mmseg .pth, an exported
+                                      # ONNX folder; or zoo:NAME (segmenter weights list), fetched
+                                      # into SEGMENTER_CACHE_DIR at the first start
         aliases: [accurate]
         backend: torch                # torch | onnxruntime | tensorrt (ONNX Runtime's TensorRT EP)
         device: cpu                   # cpu | cuda | cuda:1 ...
@@ -27,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from model import SegmenterError
 
+ZOO_PREFIX = "zoo:"  # checkpoint: zoo:NAME names a registry checkpoint (model/zoo/registry.yaml)
+
 
 class ModelsFileError(SegmenterError, ValueError):
     """The models file is missing or invalid; the message names the file and the problem."""
@@ -36,7 +40,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
-    checkpoint: Path
+    checkpoint: str = Field(min_length=1)  # a path (relative to the models file) or zoo:NAME
     aliases: list[str] = Field(default_factory=list)
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
     device: str = "cpu"
@@ -48,6 +52,14 @@ class ModelSpec(BaseModel):
     max_windows_per_request: int | None = Field(None, ge=1)  # None: the service setting
     max_queue_windows: int | None = Field(None, ge=1)  # None: the service setting
     tensorrt_cache: Path | None = None  # where ONNX Runtime keeps built TensorRT engines
+
+    @property
+    def is_zoo(self) -> bool:
+        return self.checkpoint.startswith(ZOO_PREFIX)
+
+    @property
+    def zoo_name(self) -> str:
+        return self.checkpoint[len(ZOO_PREFIX):]
 
     @field_validator("device")
     @classmethod
@@ -110,8 +122,8 @@ def load_models_file(path: str | Path) -> ModelsFile:
         problems = "; ".join(f"{_location(raw, e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ModelsFileError(f"models file {path} is invalid: {problems}") from exc
     for spec in parsed.models:
-        if not spec.checkpoint.is_absolute():
-            spec.checkpoint = (path.parent / spec.checkpoint).resolve()
+        if not spec.is_zoo and not Path(spec.checkpoint).is_absolute():
+            spec.checkpoint = str((path.parent / spec.checkpoint).resolve())
         if spec.tensorrt_cache is not None and not spec.tensorrt_cache.is_absolute():
             spec.tensorrt_cache = (path.parent / spec.tensorrt_cache).resolve()
     return parsed

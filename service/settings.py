@@ -36,8 +36,13 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run one batch per model before reporting ready")
     preprocess_threads: int = Field(4, ge=1, description="threads decoding, tiling and merging images")
     torch_threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
-    cache_dir: Path | None = Field(None, description="where TensorRT engines are built and kept "
-                                   "(default: a tensorrt-cache folder beside each ONNX file)")
+    cache_dir: Path | None = Field(None, description="where zoo:NAME weights are fetched to (<cache>/models) and "
+                                   "TensorRT engines built (default: the user's cache folder for weights, a "
+                                   "tensorrt-cache folder beside each ONNX file for engines)")
+    weights_mirror: str | None = Field(None, description="http://host:port/prefix replacing the scheme and host of "
+                                       "every zoo URL (air-gapped sites, dead hosts)")
+    weights_registry: str | None = Field(None, description="extra registry files for zoo:NAME, separated by "
+                                         "os.pathsep (your own entries)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from browsers")
 
 
