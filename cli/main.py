@@ -15,6 +15,7 @@ COMMANDS = {
     "predict": "model.cli",
     "variants": "model.cli",
     "convert": "model.cli",
+    "attention": "model.cli",
     "weights": "model.zoo.cli",
     "export": "export.cli",
     "train": "training.cli",

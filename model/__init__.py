@@ -15,6 +15,7 @@ registry, the metadata that travels with the weights, and pictures of masks.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from model.annotations import class_annotations, coco_document, coco_rle, polygons, rasterize
 from model.batch import Inputs, find_images, output_names, write_outputs
 from model.checkpoints import (
     CheckpointError,
@@ -34,7 +35,9 @@ from model.inference import (
     IMAGE_SUFFIXES,
     MULTISCALE_SCALES,
     PRECISIONS,
+    AttentionMaps,
     Cancelled,
+    ImageAttention,
     ImageError,
     Predictor,
     Scale,
@@ -44,8 +47,11 @@ from model.inference import (
     WindowCost,
     WindowForward,
     WindowPlan,
+    attention_maps,
+    attention_picture,
     class_id_dtype,
     estimate_cost,
+    image_attention,
     image_size,
     merge_windows,
     parse_scale,
@@ -60,7 +66,15 @@ from model.inference import (
 from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
 from model.modeling import Segmenter, resize_pos_embed
 from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
-from model.visualization import colorize, draw_legend, mask_to_image, overlay, transparent_classes
+from model.visualization import (
+    colorize,
+    draw_legend,
+    heatmap,
+    heatmap_grid,
+    mask_to_image,
+    overlay,
+    transparent_classes,
+)
 from model.zoo import ZooEntry, ZooError, default_cache_dir, fetch, load_registry
 
 try:
@@ -69,6 +83,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "AttentionMaps",
+    "ImageAttention",
+    "attention_maps",
+    "attention_picture",
+    "image_attention",
     "DEFAULT_MAX_WINDOWS",
     "DATASETS",
     "IMAGE_FORMATS",
@@ -97,7 +116,10 @@ __all__ = [
     "ZooEntry",
     "ZooError",
     "build_segmenter",
+    "class_annotations",
     "class_id_dtype",
+    "coco_document",
+    "coco_rle",
     "colorize",
     "convert_checkpoint",
     "default_cache_dir",
@@ -109,6 +131,8 @@ __all__ = [
     "find_images",
     "get_class_set",
     "get_variant",
+    "heatmap",
+    "heatmap_grid",
     "image_size",
     "list_variants",
     "load_registry",
@@ -121,7 +145,9 @@ __all__ = [
     "overlay",
     "parse_scale",
     "plan_windows",
+    "polygons",
     "precision_dtype",
+    "rasterize",
     "read_checkpoint_description",
     "read_image",
     "resize_pos_embed",

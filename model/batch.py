@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.annotations import class_annotations, coco_document
 from model.inference.images import IMAGE_SUFFIXES
 from model.metadata import ModelMetadata
 from model.visualization import draw_legend, mask_to_image, overlay, transparent_classes
@@ -58,16 +59,38 @@ def clashes(inputs: Inputs) -> list[str]:
 
 
 def write_outputs(out: Path, name: str, rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata,
-                  with_overlay: bool, alpha: float = 0.5) -> list[Path]:
-    """Write `<name>.png` (pixel = class id) and, if asked, `<name>_overlay.png`; the paths written."""
-    mask_path = out / f"{name}.png"
-    mask_path.parent.mkdir(parents=True, exist_ok=True)
-    mask_to_image(mask, metadata.palette).save(mask_path)
-    if not with_overlay:
-        return [mask_path]
-    present = [int(c) for c in np.unique(mask)]
-    picture = overlay(rgb, mask, metadata.palette, alpha, transparent_classes(metadata.class_names))
-    picture = draw_legend(picture, present, metadata.class_names, metadata.palette)
-    overlay_path = out / f"{name}_overlay.png"
-    Image.fromarray(picture).save(overlay_path)
-    return [mask_path, overlay_path]
+                  with_mask: bool, with_overlay: bool, alpha: float = 0.5) -> list[Path]:
+    """Write `<name>.png` (pixel = class id) and/or `<name>_overlay.png`; the paths written."""
+    written = []
+    if with_mask:
+        written.append(out / f"{name}.png")
+        written[-1].parent.mkdir(parents=True, exist_ok=True)
+        mask_to_image(mask, metadata.palette).save(written[-1])
+    if with_overlay:
+        present = [int(c) for c in np.unique(mask)]
+        picture = overlay(rgb, mask, metadata.palette, alpha, transparent_classes(metadata.class_names))
+        picture = draw_legend(picture, present, metadata.class_names, metadata.palette)
+        written.append(out / f"{name}_overlay.png")
+        written[-1].parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(picture).save(written[-1])
+    return written
+
+
+@dataclass
+class CocoResults:
+    """Masks of many images collected into one COCO document (`predictions.json`): images,
+    categories, and per image and class an annotation with its RLE, area and bbox."""
+
+    class_names: tuple[str, ...]
+    images: list[dict] = field(default_factory=list)
+    annotations: list[dict] = field(default_factory=list)
+
+    def add(self, file_name: str, mask: np.ndarray) -> None:
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": file_name, "height": int(mask.shape[0]),
+                            "width": int(mask.shape[1])})
+        for item in class_annotations(mask, range(len(self.class_names))):
+            self.annotations.append({"image_id": image_id, **item})
+
+    def document(self) -> dict:
+        return coco_document(self.images, self.class_names, self.annotations)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from model.batch import clashes, write_outputs
+from model.batch import CocoResults, clashes, write_outputs
 from model.inference.cost import DEFAULT_MAX_WINDOWS
 from model.inference.forward import PRECISIONS
 from model.inference.images import IMAGE_SUFFIXES, ImageError, read_image
@@ -27,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="our checkpoint folder or an official checkpoint.pth")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png with a legend")
+    p.add_argument("--format", choices=["png", "coco"], default="png",
+                   help="png: a mask PNG per image (pixel = class id); coco: one predictions.json for the folder "
+                   "(COCO images, categories, per-class RLE annotations: pycocotools, FiftyOne, CVAT read it)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of class colours (0..1)")
     p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
     p.add_argument("--scale", type=parse_scale, default=None,
@@ -39,6 +43,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="refuse images that need more sliding windows (elongated or huge images, multi-scale); "
                    "0 for no limit")
     p.set_defaults(func=run_predict)
+
+    a = subparsers.add_parser(
+        "attention", help="where the model looks: per-head attention maps of one token",
+        description="The softmax attention of one encoder or decoder layer, for the token of a pixel (its "
+        "patch) or of a class (decoder), as heat maps over the image per head: the paper's figure 6.")
+    a.add_argument("image", type=Path)
+    a.add_argument("--checkpoint", required=True)
+    a.add_argument("--layer", type=int, required=True, help="0-based layer of the encoder or the decoder")
+    a.add_argument("--head", type=int, help="one head (default: a grid of every head)")
+    token = a.add_mutually_exclusive_group(required=True)
+    token.add_argument("--pixel", type=parse_pixel, help="X,Y of a pixel of the image: its patch's attention")
+    token.add_argument("--class", dest="class_name", help="a class name or id: its decoder token's attention")
+    a.add_argument("--part", choices=["encoder", "decoder"],
+                   help="default: encoder for --pixel, decoder for --class (class tokens live there)")
+    a.add_argument("--scale", type=parse_scale, default=None, help="as for predict (default: the test scale)")
+    a.add_argument("--out", type=Path, required=True, help="output folder")
+    a.set_defaults(func=run_attention)
 
     v = subparsers.add_parser("variants", help="list the registered model variants")
     v.set_defaults(func=run_variants)
@@ -68,30 +89,77 @@ def run_predict(args: argparse.Namespace) -> int:
     predictor = Predictor(net, device=args.device, precision=args.precision, batch_size=args.batch_size,
                           max_windows=args.max_windows or None)
     args.out.mkdir(parents=True, exist_ok=True)
+    coco = CocoResults(predictor.metadata.class_names) if args.format == "coco" else None
     failures: list[str] = []
     for path in tqdm(inputs.images, desc="segmenting", unit="img", disable=len(inputs.images) == 1):
         try:
-            _segment_file(path, inputs.names[path], predictor, args)
+            mask = _segment_file(path, inputs.names[path], predictor, args)
+            if coco is not None:
+                coco.add(path.relative_to(inputs.root).as_posix(), mask)
         except (ImageError, OSError) as exc:
             failures.append(f"{path}: {exc}")
         except TooManyWindows as exc:
             failures.append(f"{path}: {exc} (--max-windows; 0 for no limit)")
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
+    if coco is not None:
+        (args.out / "predictions.json").write_text(json.dumps(coco.document()))
     done = len(inputs.images) - len(failures)
-    print(f"wrote {done} mask(s) to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else "")
+    written = f"{done} mask(s)" + (" in predictions.json" if coco is not None else "")
+    print(f"wrote {written} to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else "")
           + (f"; {len(inputs.skipped)} file(s) skipped" if inputs.skipped else ""))
     return 1 if failures else 0
 
 
-def _segment_file(path: Path, name: str, predictor, args: argparse.Namespace) -> None:
-    """Segment one file and write its outputs. The cost is checked from the header first."""
+def _segment_file(path: Path, name: str, predictor, args: argparse.Namespace):
+    """Segment one file, write its outputs and return its mask (H×W class ids). The cost is
+    checked from the header first."""
     from model import image_size
 
     predictor.check_cost(*image_size(path), args.multiscale, scale=args.scale)
     rgb = read_image(path)
     mask = predictor.predict(rgb, multiscale=args.multiscale, scale=args.scale)
-    write_outputs(args.out, name, rgb, mask, predictor.metadata, args.overlay, args.alpha)
+    write_outputs(args.out, name, rgb, mask, predictor.metadata, args.format == "png", args.overlay, args.alpha)
+    return mask
+
+
+def parse_pixel(text: str) -> tuple[int, int]:
+    """"X,Y" -> (x, y) pixel coordinates."""
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y pixel coordinates such as 120,64, got {text!r}") from None
+    return x, y
+
+
+def class_index(text: str, class_names: tuple[str, ...]) -> int:
+    """A class given by name (any case) or id -> its id; ValueError listing the classes."""
+    names = {name.lower(): i for i, name in enumerate(class_names)}
+    if text.lower() in names:
+        return names[text.lower()]
+    if text.isdigit() and int(text) < len(class_names):
+        return int(text)
+    raise ValueError(f"unknown class {text!r}; the model's classes: {', '.join(class_names[:30])}"
+                     + (" ..." if len(class_names) > 30 else ""))
+
+
+def run_attention(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from model import Predictor, attention_picture, image_attention, load_segmenter
+
+    net = load_segmenter(args.checkpoint)
+    predictor = Predictor(net)
+    part = args.part or ("decoder" if args.class_name is not None else "encoder")
+    class_id = class_index(args.class_name, net.metadata.class_names) if args.class_name is not None else None
+    result = image_attention(predictor, read_image(args.image), args.layer, part, args.pixel, class_id, args.scale)
+    target = f"class-{class_id}" if class_id is not None else f"pixel-{args.pixel[0]}-{args.pixel[1]}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.image.stem}_{part}{args.layer}_{target}.png"
+    Image.fromarray(attention_picture(result, args.head)).save(path)
+    print(f"wrote {path} ({result.maps.num_heads} heads, {result.image.shape[1]}×{result.image.shape[0]} as the "
+          "model saw it)")
+    return 0
 
 
 def run_variants(args: argparse.Namespace) -> int:

@@ -56,7 +56,10 @@ def mask_to_image(mask: np.ndarray, palette: Palette) -> Image.Image:
     """
     if len(palette) <= 256:
         img = Image.fromarray(mask.astype(np.uint8))  # "L"; putpalette turns it into "P"
-        img.putpalette([int(v) for colour in palette for v in colour])
+        colours = [int(v) for colour in palette for v in colour]
+        # A full 256-entry palette keeps the PNG 8-bit: with a short one Pillow writes fewer bits
+        # per pixel, and ids beyond the palette (255: "not selected") would be cut to fit.
+        img.putpalette(colours + [0] * (768 - len(colours)))
         return img
     return Image.fromarray(mask.astype(np.uint16))  # "I;16"
 
@@ -77,4 +80,42 @@ def draw_legend(
         y = pad + k * row
         draw.rectangle([x, y + 2, x + 12, y + 14], fill=tuple(int(v) for v in palette[cls]), outline=(0, 0, 0))
         draw.text((x + 12 + pad, y + 2), names[cls], fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+# A perceptually ordered dark-to-bright colour ramp (black, purple, red, orange, pale yellow).
+_HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
+
+
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """H×W floats -> H×W×3 uint8 colours, scaled from their own min (dark) to max (bright)."""
+    low, high = float(values.min()), float(values.max())
+    t = (values - low) / (high - low) if high > low else np.zeros_like(values, np.float32)
+    position = np.clip(t, 0, 1) * (len(_HEAT) - 1)
+    index = np.minimum(position.astype(int), len(_HEAT) - 2)
+    frac = (position - index)[..., None]
+    return np.clip(_HEAT[index] * (1 - frac) + _HEAT[index + 1] * frac + 0.5, 0, 255).astype(np.uint8)
+
+
+def heatmap_grid(image: np.ndarray, maps: np.ndarray, titles: Sequence[str], alpha: float = 0.6,
+                 columns: int = 4, marker: tuple[int, int] | None = None) -> np.ndarray:
+    """Per-map heat overlays on `image` (H×W×3 uint8), tiled `columns` wide, each titled; the
+    paper's figure 6. maps: K×H×W floats; marker: (x, y) drawn as a cross on every panel."""
+    font = ImageFont.load_default()
+    height, width = image.shape[:2]
+    label = 16
+    rows = -(-len(maps) // columns)
+    cols = min(columns, len(maps))
+    canvas = Image.new("RGB", (cols * (width + 4), rows * (height + label + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for k, (values, title) in enumerate(zip(maps, titles, strict=True)):
+        blended = (1 - alpha) * image.astype(np.float32) + alpha * heatmap(values).astype(np.float32)
+        panel = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+        if marker is not None:
+            x, y = marker
+            ImageDraw.Draw(panel).line([(x - 6, y), (x + 6, y)], fill=(0, 255, 255), width=2)
+            ImageDraw.Draw(panel).line([(x, y - 6), (x, y + 6)], fill=(0, 255, 255), width=2)
+        left, top = (k % cols) * (width + 4), (k // cols) * (height + label + 4)
+        draw.text((left + 2, top + 2), title, fill=(0, 0, 0), font=font)
+        canvas.paste(panel, (left, top + label))
     return np.asarray(canvas)

@@ -20,7 +20,7 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.model_pool import ModelPool
 from service.model_specs import load_models_file
-from service.routes import health, metrics, models, segment, ui
+from service.routes import attention, health, metrics, models, segment, ui
 from service.settings import Settings, get_settings
 from service.upload_limit import UploadLimitMiddleware
 
@@ -65,6 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            expose_headers=["X-Segmenter-Model", "X-Segmenter-Classes", "Server-Timing"])
-    for module in (segment, models, health, metrics, ui):
+    for module in (segment, attention, models, health, metrics, ui):
         app.include_router(module.router)
     return app

@@ -1,8 +1,13 @@
-"""Render a class mask as the response the client asked for: mask PNG, overlay PNG or JSON.
+"""Render a class mask as the response the client asked for: mask PNG, overlay PNG, JSON, confidence.
 
-The JSON mask encoding is a row-major run-length code, decodable in one numpy line:
+JSON carries the mask twice: a row-major run-length code, decodable in one numpy line
 
     mask = np.repeat(values, lengths).reshape(height, width)
+
+and per class COCO RLE (pycocotools' compressed column-major encoding, what CVAT, Label Studio
+and FiftyOne read), with polygons on request. A `classes` selection limits every output to
+those classes: other pixels become NOT_SELECTED in the mask, unpainted in the overlay, absent
+from JSON, 0 in the confidence map.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from model import ModelMetadata, draw_legend, mask_to_image, overlay, transparent_classes
+from model import ModelMetadata, class_annotations, draw_legend, mask_to_image, overlay, transparent_classes
+from service.errors import ServiceError
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:
@@ -24,9 +30,39 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def not_selected(metadata: ModelMetadata) -> int:
+    """The mask value of pixels outside a `classes` selection: 255 (8-bit masks), 65535 (16-bit)."""
+    return 255 if metadata.num_classes <= 255 else 65535
+
+
+def select_classes(text: str | None, metadata: ModelMetadata) -> tuple[int, ...] | None:
+    """`classes` ("cat,dog", "3,7", or both mixed) -> class ids; None: all. 422 naming an unknown one."""
+    if text is None:
+        return None
+    by_name = {name.strip().lower(): i for i, name in enumerate(metadata.class_names)}
+    ids = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.isdigit() and int(item) < metadata.num_classes:
+            ids.append(int(item))
+        elif item.lower() in by_name:
+            ids.append(by_name[item.lower()])
+        else:
+            known = ", ".join(metadata.class_names[:20]) + (" ..." if metadata.num_classes > 20 else "")
+            raise ServiceError(422, "invalid_parameters", f"classes: unknown class {item!r}; give names or ids "
+                               f"0..{metadata.num_classes - 1} (GET /models lists them: {known})")
+    return tuple(sorted(set(ids)))
+
+
+def keep_only(mask: np.ndarray, selected: tuple[int, ...] | None, metadata: ModelMetadata) -> np.ndarray:
+    """The mask with pixels of unselected classes set to `not_selected`."""
+    if selected is None:
+        return mask
+    return np.where(np.isin(mask, selected), mask, not_selected(metadata)).astype(mask.dtype)
+
+
 def classes_present(mask: np.ndarray, metadata: ModelMetadata) -> list[dict]:
     """[{id, name, color, pixels, fraction}] for each class in the mask, most frequent first."""
-    counts = np.bincount(mask.ravel(), minlength=metadata.num_classes)
+    counts = np.bincount(mask.ravel(), minlength=metadata.num_classes)[: metadata.num_classes]
     total = mask.size
     found = [int(i) for i in np.flatnonzero(counts)]
     found.sort(key=lambda i: -counts[i])
@@ -51,21 +87,37 @@ def render_mask(mask: np.ndarray, metadata: ModelMetadata) -> bytes:
 
 
 def render_overlay(rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata, alpha: float,
-                   legend_classes: list[dict] | None) -> bytes:
-    """RGB PNG: the image blended with class colours; with `legend_classes` (from
-    `classes_present`), a legend of those classes beside it."""
-    blended = overlay(rgb, mask, metadata.palette, alpha, transparent_classes(metadata.class_names))
+                   legend_classes: list[dict] | None, selected: tuple[int, ...] | None = None) -> bytes:
+    """RGB PNG: the image blended with class colours (background classes, and classes outside
+    `selected`, left as they are); with `legend_classes` (from `classes_present`), a legend."""
+    transparent = set(transparent_classes(metadata.class_names))
+    if selected is not None:
+        transparent |= set(range(metadata.num_classes)) - set(selected)
+        if transparent:  # pixels outside the selection (not_selected) are drawn as an unpainted class
+            mask = np.where(mask < metadata.num_classes, mask, min(transparent))
+    blended = overlay(rgb, mask, metadata.palette, alpha, tuple(sorted(transparent)))
     if legend_classes is not None:
         blended = draw_legend(blended, [c["id"] for c in legend_classes], metadata.class_names, metadata.palette)
     return png_bytes(blended)
 
 
-def render_json(mask: np.ndarray, metadata: ModelMetadata, model_name: str) -> dict:
+def render_confidence(confidence: np.ndarray) -> bytes:
+    """8-bit grey PNG: the probability of each pixel's class, 0..1 as 0..255 (rounded)."""
+    return png_bytes(np.clip(np.rint(confidence * 255), 0, 255).astype(np.uint8))
+
+
+def render_json(mask: np.ndarray, metadata: ModelMetadata, model_name: str,
+                selected: tuple[int, ...] | None = None, with_polygons: bool = False) -> dict:
     height, width = mask.shape
+    present = [c for c in classes_present(mask, metadata) if selected is None or c["id"] in selected]
+    annotations = class_annotations(mask, [c["id"] for c in present], with_polygons)
+    for item in annotations:
+        item["name"] = metadata.class_names[item["category_id"]]
     return {
         "model": model_name,
         "width": width,
         "height": height,
-        "classes": classes_present(mask, metadata),
+        "classes": present,
         "mask": {"encoding": "rle-row-major", "size": [height, width], **run_length_encode(mask)},
+        "annotations": annotations,  # per class: COCO RLE ("segmentation"), area, bbox, polygons
     }

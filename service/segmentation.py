@@ -38,6 +38,7 @@ class Segmentation:
     rgb: np.ndarray  # H×W×3 uint8, as decoded (EXIF orientation applied)
     mask: np.ndarray  # H×W uint8/uint16 class ids
     windows: int
+    confidence: np.ndarray | None = None  # H×W float32 probability of each pixel's class, when asked for
     timings: dict[str, float] = field(default_factory=dict)  # seconds, see `segment`
 
 
@@ -124,8 +125,12 @@ async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: 
     plan = plan.without_crops()  # the windows ran: release them before merging
     ran = time.perf_counter()
     abort.stage = "merge"
-    mask = await _in_thread(executor, abort, predictor.finish, plan, logits, abort)
+    confidence = None
+    if options.output == "confidence":
+        mask, confidence = await _in_thread(executor, abort, predictor.finish_with_confidence, plan, logits, abort)
+    else:
+        mask = await _in_thread(executor, abort, predictor.finish, plan, logits, abort)
     timings = {"decode": prepared - start, "queue": queue_wait, "forward": ran - prepared - queue_wait,
                "merge": time.perf_counter() - ran}
-    return Segmentation(rgb, mask, plan.num_windows, timings)
+    return Segmentation(rgb, mask, plan.num_windows, confidence=confidence, timings=timings)
 

@@ -26,12 +26,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # B×heads×N×hd
         attn = (q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5
         attn = attn.softmax(dim=-1)
+        if return_attention:  # the authors' Block returns the softmax itself: B×heads×N×N
+            return attn
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
 
@@ -53,7 +55,9 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> torch.Tensor:
+        if return_attention:
+            return self.attn(self.norm1(x), return_attention=True)
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -78,7 +82,9 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, hidden) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, im: torch.Tensor) -> torch.Tensor:
+    def forward(self, im: torch.Tensor, layer_id: int | None = None) -> torch.Tensor:
+        """Normalized tokens (prefix included); with `layer_id`, that block's attention instead
+        (the authors' `get_attention_map`: blocks before it run, its softmax is returned)."""
         b, _, h, w = im.shape
         x = self.patch_embed.proj(im).flatten(2).transpose(1, 2)
         tokens = [self.cls_token.expand(b, -1, -1)]
@@ -93,7 +99,9 @@ class Encoder(nn.Module):
             grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)
             pos = torch.cat([pos[:, : self.extra], grid], dim=1)
         x = x + pos
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks):
+            if i == layer_id:
+                return blk(x, return_attention=True)
             x = blk(x)
         return self.norm(x)
 
@@ -120,10 +128,12 @@ class MaskHead(nn.Module):
         self.proj_classes = nn.Parameter(torch.zeros(dim, dim))
         self.mask_norm = nn.LayerNorm(n_cls)
 
-    def forward(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gh: int, gw: int, layer_id: int | None = None) -> torch.Tensor:
         x = self.proj_dec(x)
         x = torch.cat([x, self.cls_emb.expand(x.shape[0], -1, -1)], dim=1)
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks):
+            if i == layer_id:  # the authors' MaskTransformer.get_attention_map: class tokens appended
+                return blk(x, return_attention=True)
             x = blk(x)
         x = self.decoder_norm(x)
         patches, cls = x[:, : -self.n_cls] @ self.proj_patch, x[:, -self.n_cls :] @ self.proj_classes
@@ -161,6 +171,15 @@ class OfficialSegmenter(nn.Module):
         masks = self.decoder(x, ph // self.patch, pw // self.patch)
         masks = F.interpolate(masks, size=(ph, pw), mode="bilinear")
         return masks[:, :, :h, :w]
+
+
+def official_attention_map(ref: OfficialSegmenter, im: torch.Tensor, layer_id: int, part: str) -> torch.Tensor:
+    """The authors' `get_attention_map_enc` / `_dec` on `im` (whose sides are multiples of the patch):
+    B×heads×N×N, N = prefix + patches (encoder) or patches + classes (decoder)."""
+    if part == "encoder":
+        return ref.encoder(im, layer_id=layer_id)
+    x = ref.encoder(im)[:, ref.encoder.extra:]
+    return ref.decoder(x, im.shape[-2] // ref.patch, im.shape[-1] // ref.patch, layer_id=layer_id)
 
 
 def official_state_dict(ref: OfficialSegmenter, n_cls_head: int = 1000) -> dict[str, torch.Tensor]:

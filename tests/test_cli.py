@@ -102,3 +102,42 @@ def test_predict_never_overwrites_and_lists_what_it_skips(tmp_path, checkpoint, 
     assert sizes == {"x.jpg.png": (64, 64), "x.png.png": (80, 64), "sub/x.png": (64, 70)}  # one mask per image
     assert "wrote 3 mask(s)" in out.out and "2 file(s) skipped" in out.out
     assert "notes.txt: not an image" in out.err and "anim.gif: not an image" in out.err
+
+
+def test_predict_coco_format_loads_in_pycocotools(tmp_path, checkpoint, rng):
+    from pycocotools.coco import COCO
+
+    folder = tmp_path / "images"
+    (folder / "a").mkdir(parents=True)
+    images = {"a/one.png": rng.integers(0, 256, (64, 80, 3), dtype=np.uint8),
+              "two.jpg": rng.integers(0, 256, (70, 64, 3), dtype=np.uint8)}
+    for name, rgb in images.items():
+        Image.fromarray(rgb).save(folder / name, quality=100)
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
+                 "--format", "coco"]) == 0
+    assert not list((tmp_path / "out").glob("*.png"))  # one document instead of mask files
+    coco = COCO(str(tmp_path / "out" / "predictions.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == [f"class{i}" for i in range(5)]
+    predictor = Predictor(load_segmenter(checkpoint))
+    for image in coco.loadImgs(coco.getImgIds()):
+        expected = predictor.predict(np.asarray(Image.open(folder / image["file_name"]).convert("RGB")))
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
+            np.testing.assert_array_equal(coco.annToMask(annotation).astype(bool),
+                                          expected == annotation["category_id"])
+        assert sum(a["area"] for a in coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))) == expected.size
+
+
+def test_attention_writes_a_grid_per_request(tmp_path, checkpoint, rng, capsys):
+    rgb = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    assert main(["attention", str(tmp_path / "photo.png"), "--checkpoint", str(checkpoint),
+                 "--layer", "1", "--pixel", "20,30", "--out", str(tmp_path / "out")]) == 0
+    path = tmp_path / "out" / "photo_encoder1_pixel-20-30.png"
+    assert path.is_file() and str(path) in capsys.readouterr().out
+    assert main(["attention", str(tmp_path / "photo.png"), "--checkpoint", str(checkpoint),
+                 "--layer", "0", "--class", "class3", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "photo_decoder0_class-3.png").is_file()
+    assert main(["attention", str(tmp_path / "photo.png"), "--checkpoint", str(checkpoint),
+                 "--layer", "0", "--class", "zebra", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown class 'zebra'" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "photo.png")), rgb)  # input untouched

@@ -6,6 +6,13 @@ forward.py (the WindowForward contract and its torch implementation), sliding_wi
 predictor.py (numpy in, numpy out).
 """
 
+from model.inference.attention import (
+    AttentionMaps,
+    ImageAttention,
+    attention_maps,
+    attention_picture,
+    image_attention,
+)
 from model.inference.cost import DEFAULT_MAX_WINDOWS, TooManyWindows, WindowCost, estimate_cost
 from model.inference.forward import PRECISIONS, TorchForward, WindowForward, precision_dtype
 from model.inference.images import IMAGE_FORMATS, IMAGE_SUFFIXES, ImageError, image_size, read_image
@@ -14,8 +21,10 @@ from model.inference.sliding_window import merge_windows, resize_to_window, run_
 from model.inference.window_plan import Cancelled, View, WindowPlan, plan_windows
 
 __all__ = [
-    "DEFAULT_MAX_WINDOWS", "Cancelled", "Scale", "parse_scale", "TooManyWindows", "WindowCost", "estimate_cost",
-    "IMAGE_FORMATS", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS", "ImageError", "Predictor", "TorchForward",
-    "View", "WindowForward", "WindowPlan", "class_id_dtype", "image_size", "merge_windows", "plan_windows",
-    "precision_dtype", "read_image", "resize_to_window", "run_windows", "tile_windows", "window_anchors",
+    "DEFAULT_MAX_WINDOWS", "IMAGE_FORMATS", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS", "AttentionMaps",
+    "ImageAttention", "attention_picture", "image_attention",
+    "Cancelled", "ImageError", "Predictor", "Scale", "TooManyWindows", "TorchForward", "View", "WindowCost",
+    "WindowForward", "WindowPlan", "attention_maps", "class_id_dtype", "estimate_cost", "image_size",
+    "merge_windows", "parse_scale", "plan_windows", "precision_dtype", "read_image", "resize_to_window",
+    "run_windows", "tile_windows", "window_anchors",
 ]

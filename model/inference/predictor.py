@@ -190,6 +190,14 @@ class Predictor:
             ids = plan.class_ids([g.to(self.device) for g in groups], should_stop)
             return ids.cpu().numpy().astype(class_id_dtype(self.num_classes))
 
+    def finish_with_confidence(self, plan: WindowPlan, logits: Sequence[torch.Tensor] | torch.Tensor,
+                               should_stop: StopCheck | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like `finish`, plus the H×W float32 probability of each pixel's class (its confidence)."""
+        groups = [logits] if isinstance(logits, torch.Tensor) else logits
+        with torch.inference_mode():
+            ids, confidence = plan.class_ids_and_confidence([g.to(self.device) for g in groups], should_stop)
+            return ids.cpu().numpy().astype(class_id_dtype(self.num_classes)), confidence.cpu().numpy()
+
     # --- whole images ----------------------------------------------------------------------
     def predict(self, rgb: np.ndarray, multiscale: bool = False, scale: Scale = None) -> np.ndarray:
         """H×W×3 uint8 RGB -> H×W class ids (uint8, or uint16 above 256 classes)."""

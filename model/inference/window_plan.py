@@ -113,26 +113,42 @@ class WindowPlan:
         the softmax is skipped (it does not change the argmax) and only the classes that can win
         are resized (`_argmax_resized`).
         """
+        merged = self._merged_views(logits, should_stop)
+        if len(merged) == 1:
+            view = merged[0].flip(dims=(2,)) if self.views[0].flip else merged[0]
+            return _argmax_resized(view, self.image_size, should_stop)
+        return self._strips(merged, should_stop)[0]
+
+    def class_ids_and_confidence(self, logits: Logits, should_stop: StopCheck | None = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H×W int64 class ids, H×W float32 probability of that class): the argmax and the max
+        of the probabilities `probabilities` returns, computed a strip of rows at a time."""
+        return self._strips(self._merged_views(logits, should_stop), should_stop)
+
+    def _merged_views(self, logits: Logits, should_stop: StopCheck | None) -> list[torch.Tensor]:
         groups = self._groups(logits)
         merged = []
         for view in self.views:
             _stop_if(should_stop)
             merged.append(self.merged(view, groups))
-        del logits, groups  # only the merged views are needed from here on
-        if len(merged) == 1:
-            view = merged[0].flip(dims=(2,)) if self.views[0].flip else merged[0]
-            return _argmax_resized(view, self.image_size, should_stop)
+        return merged
+
+    def _strips(self, merged: list[torch.Tensor], should_stop: StopCheck | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """argmax and max of the mean softmax of the views, resized, a strip of rows at a time."""
         height, width = self.image_size
         num_classes = merged[0].shape[0]
         rows = max(1, _STRIP_BYTES // (8 * num_classes * width))
         ids = torch.empty((height, width), dtype=torch.int64, device=merged[0].device)
+        confidence = torch.empty((height, width), dtype=torch.float32, device=merged[0].device)
         for top in range(0, height, rows):
             _stop_if(should_stop)
             bottom = min(height, top + rows)
             strip = sum(_view_strip(m, v.flip, self.image_size, top, bottom).softmax(dim=0)
                         for m, v in zip(merged, self.views, strict=True))
-            ids[top:bottom] = strip.argmax(dim=0)
-        return ids
+            best = (strip / len(merged)).max(dim=0)
+            ids[top:bottom], confidence[top:bottom] = best.indices, best.values
+        return ids, confidence
 
 
 def _source_rows(in_h: int, out_h: int, top: int, bottom: int, device: torch.device

@@ -110,6 +110,14 @@ class ViTEncoder(VisionTransformer):
             (tokens, (h, w)): tokens B×(h·w)×D float, the final-LayerNorm'd patch tokens in
             row-major grid order (prefix tokens removed); h = H/patch, w = W/patch.
         """
+        x, grid = self.embed(images)
+        x = self.forward_blocks(x)
+        x = self.norm(x)
+        return x[:, self.num_prefix_tokens:], grid
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The tokens the first block sees: B×(P+h·w)×D (prefix tokens first, position embeddings
+        resized to the image's grid and added), and the grid (h, w)."""
         x = self.patch_embed(images)  # B×h×w×D
         b, h, w, d = x.shape
         x = x.reshape(b, h * w, d)
@@ -121,10 +129,7 @@ class ViTEncoder(VisionTransformer):
             self.pos_embed, self.patch_embed.grid_size, (h, w), self.num_prefix_tokens,
             mode=self.pos_embed_interp,
         )
-        x = self.pos_drop(x + pos)
-        x = self.forward_blocks(x)
-        x = self.norm(x)
-        return x[:, self.num_prefix_tokens:], (h, w)
+        return self.pos_drop(x + pos), (h, w)
 
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and not torch.jit.is_scripting():

@@ -60,11 +60,15 @@ class MaskTransformer(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"cls_emb"}
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens the first block sees: projected patch tokens, then the class embeddings:
+        B×(h·w+C)×d."""
+        return torch.cat([self.proj_dec(tokens), self.cls_emb.expand(tokens.shape[0], -1, -1)], dim=1)
+
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """tokens: B×(h·w)×D patch tokens; grid: (h, w). Returns B×n_cls×h×w mask logits."""
         b, n, _ = tokens.shape
-        x = self.proj_dec(tokens)
-        x = torch.cat([x, self.cls_emb.expand(b, -1, -1)], dim=1)  # B×(h·w+C)×d
+        x = self.embed(tokens)
         for block in self.blocks:
             x = block(x)
         x = self.decoder_norm(x)

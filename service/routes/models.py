@@ -10,6 +10,15 @@ from service.deps import PoolDep, SettingsDep
 router = APIRouter(tags=["models"])
 
 
+class AttentionLayers(BaseModel):
+    """What POST /attention can ask of a PyTorch model (None for exported graphs)."""
+
+    encoder_layers: int
+    encoder_heads: int
+    decoder_layers: int  # 0 for the linear decoder
+    decoder_heads: int
+
+
 class ModelInfo(BaseModel):
     name: str
     aliases: list[str]
@@ -29,6 +38,7 @@ class ModelInfo(BaseModel):
     max_queue_windows: int  # in-flight budget, in windows (SEGMENTER_MAX_QUEUE_WINDOWS or the models file)
     window_bytes: int | None  # estimated memory of one window-sized request
     in_flight_budget_bytes: int | None  # memory of requests in flight is kept under this; 503 beyond
+    attention: AttentionLayers | None
     classes: list[str]
     palette: list[list[int]]
 
@@ -58,6 +68,17 @@ async def list_models(pool: PoolDep, settings: SettingsDep) -> ModelList:
             max_queue_windows=spec.max_queue_windows or settings.max_queue_windows,
             window_bytes=served.admission.window_bytes if served.admission else None,
             in_flight_budget_bytes=served.admission.budget_bytes if served.admission else None,
+            attention=_attention_layers(loaded),
             classes=list(meta.class_names) if meta else [],
             palette=[[int(v) for v in c] for c in meta.palette] if meta else []))
     return ModelList(default=default, models=infos)
+
+
+def _attention_layers(loaded) -> AttentionLayers | None:
+    config = getattr(getattr(loaded.predictor.forward, "net", None), "config", None) if loaded else None
+    if config is None:
+        return None
+    mask = config.decoder == "mask_transformer"
+    return AttentionLayers(encoder_layers=config.depth, encoder_heads=config.num_heads,
+                           decoder_layers=config.decoder_depth if mask else 0,
+                           decoder_heads=config.decoder_num_heads if mask else 0)

@@ -7,17 +7,27 @@ import json
 import time
 from concurrent.futures import Executor
 
+import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from service.batcher import BatchFailed, QueueFull
+from service.batcher import BatchFailed
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
-from service.errors import STATUS_CODES, ServiceError, error_body
-from service.metrics import UNKNOWN_MODEL, ServiceMetrics
-from service.model_pool import ModelPool, ModelUnavailable, ServedModel, UnknownModel
-from service.outputs import classes_present, render_json, render_mask, render_overlay
-from service.segment_options import SegmentOptions, openapi_description, read_segment_request
+from service.errors import ServiceError
+from service.form_options import openapi_form, read_form
+from service.metrics import ServiceMetrics
+from service.model_pool import ServedModel
+from service.outputs import (
+    classes_present,
+    keep_only,
+    render_confidence,
+    render_json,
+    render_mask,
+    render_overlay,
+    select_classes,
+)
+from service.request_outcome import RESPONSES, recorded, resolve_model, unavailable
+from service.segment_options import SegmentOptions
 from service.segmentation import Abort, Segmentation, segment
 from service.settings import Settings
 
@@ -26,20 +36,6 @@ router = APIRouter(tags=["segmentation"])
 CLIENT_GONE = 499  # nginx's code for "client closed the request"; only ever seen in metrics
 
 
-def _error_responses() -> dict:
-    described = {400: "Corrupt, truncated or empty image", 404: "Unknown model (the known ones are listed)",
-                 413: "Upload over the byte limit, or image over the pixel limit",
-                 415: "Not an image, an unsupported format, or more than one frame",
-                 422: "Invalid, unknown, repeated or conflicting parameters (each is named)",
-                 503: "Queue full, model not ready, or its batch failed (retry)",
-                 504: "Request took longer than the timeout"}
-    return {code: {"description": text, "content": {"application/json": {
-                "example": error_body(code, STATUS_CODES[code], text)}}} for code, text in described.items()}
-
-
-RESPONSES = {200: {"description": "mask (PNG of class ids), overlay (RGB PNG) or json",
-                   "content": {"image/png": {}, "application/json": {}}},
-             **_error_responses()}
 DESCRIPTION = ("Upload an image as the multipart file field `image`. Every other parameter may be a form field or "
                "a query parameter (`/segment?model=fast&output=overlay`). An unknown parameter, a parameter or "
                "image given twice, or one given both ways with different values is a 422 naming it.")
@@ -52,60 +48,41 @@ async def _disconnected(request: Request) -> None:
 
 
 @router.post("/segment", responses=RESPONSES, response_class=Response, summary="Segment an image",
-             description=DESCRIPTION, openapi_extra=openapi_description())
+             description=DESCRIPTION, openapi_extra=openapi_form(SegmentOptions))
 async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
                         executor: ExecutorDep) -> Response:
     started = time.perf_counter()
-    label, output, status = UNKNOWN_MODEL, "invalid", 500
     metrics.in_flight.inc()
     try:
-        image, options = await read_segment_request(request)
-        output = options.output
-        served = _resolve(pool, options.model)
-        label = served.spec.name
-        result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor, metrics)
-        rendering = time.perf_counter()
-        response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options)
-        result.timings["render"] = time.perf_counter() - rendering
-        metrics.queue_wait.labels(model=label).observe(result.timings["queue"])
-        _add_headers(response, served, result, time.perf_counter() - started)
-        status = response.status_code
-        return response
-    except ServiceError as exc:
-        status = exc.status
-        raise
-    except QueueFull as exc:
-        status = 503
-        metrics.rejected.labels(reason="queue_full").inc()
-        raise _unavailable(f"the service is busy: {exc}; retry after a moment", settings.retry_after_s) from exc
-    except BatchFailed as exc:
-        status = 503
-        raise _unavailable(f"the model failed on the batch holding this image ({exc}); retry",
-                           settings.retry_after_s) from exc
-    except _ClientGone:
-        status = CLIENT_GONE
-        return Response(status_code=CLIENT_GONE)
-    except RequestValidationError:
-        status = 422
-        raise
+        with recorded(metrics, "invalid", settings.retry_after_s) as outcome:
+            image, options = await read_form(request, SegmentOptions)
+            outcome.output = options.output
+            served = resolve_model(pool, options.model)
+            outcome.model = served.spec.name
+            try:
+                result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor,
+                                                   metrics)
+            except BatchFailed as exc:
+                raise unavailable(f"the model failed on the batch holding this image ({exc}); retry",
+                                  settings.retry_after_s) from exc
+            except _ClientGone:
+                outcome.status = CLIENT_GONE
+                return Response(status_code=CLIENT_GONE)
+            rendering = time.perf_counter()
+            response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options)
+            result.timings["render"] = time.perf_counter() - rendering
+            metrics.queue_wait.labels(model=outcome.model).observe(result.timings["queue"])
+            _add_headers(response, served, result, time.perf_counter() - started)
+            outcome.status = response.status_code
+            return response
     finally:
         metrics.in_flight.dec()
-        metrics.requests.labels(model=label, output=output, status=str(status)).inc()
-        metrics.latency.labels(model=label).observe(time.perf_counter() - started)
+        metrics.latency.labels(model=outcome.model).observe(time.perf_counter() - started)
         await request.close()
 
 
 class _ClientGone(Exception):
     """The client hung up before its answer was ready."""
-
-
-def _resolve(pool: ModelPool, name: str | None) -> ServedModel:
-    try:
-        return pool.get_ready(name)
-    except UnknownModel as exc:
-        raise ServiceError(404, "unknown_model", str(exc)) from exc
-    except ModelUnavailable as exc:
-        raise _unavailable(str(exc), pool.settings.retry_after_s) from exc
 
 
 async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes, options: SegmentOptions,
@@ -138,19 +115,20 @@ def _add_headers(response: Response, served: ServedModel, result: Segmentation, 
                              "X-Segmenter-Windows": str(result.windows), "Server-Timing": timing})
 
 
-def _unavailable(message: str, retry_after: int) -> ServiceError:
-    return ServiceError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
-
-
 def _render(result: Segmentation, served: ServedModel, options: SegmentOptions) -> Response:
     metadata = served.loaded.predictor.metadata
+    selected = select_classes(options.classes, metadata)
+    mask = keep_only(result.mask, selected, metadata)
     if options.output == "mask":
-        return Response(render_mask(result.mask, metadata), media_type="image/png")
+        return Response(render_mask(mask, metadata), media_type="image/png")
+    if options.output == "confidence":
+        confidence = result.confidence if selected is None else np.where(mask == result.mask, result.confidence, 0)
+        return Response(render_confidence(confidence), media_type="image/png")
     if options.output == "overlay":
         # The classes found travel in a header too, so a page can draw its own legend.
-        present = classes_present(result.mask, metadata)
+        present = [c for c in classes_present(mask, metadata) if selected is None or c["id"] in selected]
         header = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")} for c in present],
                             ensure_ascii=True)
-        image = render_overlay(result.rgb, result.mask, metadata, options.alpha, present if options.legend else None)
+        image = render_overlay(result.rgb, mask, metadata, options.alpha, present if options.legend else None, selected)
         return Response(image, media_type="image/png", headers={"X-Segmenter-Classes": header})
-    return JSONResponse(render_json(result.mask, metadata, served.spec.name))
+    return JSONResponse(render_json(mask, metadata, served.spec.name, selected, options.polygons))

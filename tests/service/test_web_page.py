@@ -150,3 +150,26 @@ def test_the_api_docs_render_with_no_network(models_file):
         expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)
         assert "/segment" in page.locator(".swagger-ui").inner_text()
         assert blocked == []  # nothing was even asked of another host
+
+
+def test_clicking_the_result_shows_where_that_patch_attends(models_file, tmp_path):
+    from playwright.sync_api import expect
+
+    (tmp_path / "photo.png").write_bytes(encode(random_image(96, 128, seed=23)))
+    (tmp_path / "next.png").write_bytes(encode(random_image(80, 80, seed=24)))
+    with _page(models_file) as (server, page):
+        _open(page, server)
+        expect(page.locator("#layer option")).to_have_count(2)  # tiny-16: 2 encoder layers
+        page.set_input_files("#file", str(tmp_path / "photo.png"))
+        overlay = page.locator("#overlay")
+        expect(overlay).to_be_visible(timeout=30_000)
+        page.select_option("#layer", "1")
+        with page.expect_response("**/attention") as answer:
+            overlay.click(position={"x": 20, "y": 30})
+        assert answer.value.status == 200
+        attention = page.locator("#attention")
+        expect(attention).to_be_visible(timeout=30_000)
+        assert page.eval_on_selector("#attention", SIZE)[0] >= 128  # a panel of the whole image per head
+        expect(page.locator("#attention-status")).to_contain_text("pixel (")
+        page.set_input_files("#file", str(tmp_path / "next.png"))  # a new image: the old maps go
+        expect(attention).to_be_hidden()

@@ -1,0 +1,74 @@
+"""What every image route shares: the model a request names, the errors it documents, and the
+request counter it always increments — with the status the client actually got."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fastapi.exceptions import RequestValidationError
+
+from service.batcher import QueueFull
+from service.errors import STATUS_CODES, ServiceError, error_body
+from service.metrics import UNKNOWN_MODEL, ServiceMetrics
+from service.model_pool import ModelPool, ModelUnavailable, ServedModel, UnknownModel
+
+
+def _error_responses() -> dict[int, dict]:
+    described = {400: "Corrupt, truncated or empty image", 404: "Unknown model (the known ones are listed)",
+                 413: "Upload over the byte limit, or image over the pixel limit",
+                 415: "Not an image, an unsupported format, or more than one frame",
+                 422: "Invalid, unknown, repeated or conflicting parameters (each is named)",
+                 503: "Queue full, model not ready, or its batch failed (retry)",
+                 504: "Request took longer than the timeout"}
+    return {code: {"description": text, "content": {"application/json": {
+                "example": error_body(code, STATUS_CODES[code], text)}}} for code, text in described.items()}
+
+
+RESPONSES = {200: {"description": "a PNG or JSON, as `output` asks",
+                   "content": {"image/png": {}, "application/json": {}}},
+             **_error_responses()}
+
+
+def unavailable(message: str, retry_after: int) -> ServiceError:
+    return ServiceError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
+
+
+def resolve_model(pool: ModelPool, name: str | None) -> ServedModel:
+    """The ready model a request names (its default when None); 404 unknown, 503 not ready."""
+    try:
+        return pool.get_ready(name)
+    except UnknownModel as exc:
+        raise ServiceError(404, "unknown_model", str(exc)) from exc
+    except ModelUnavailable as exc:
+        raise unavailable(str(exc), pool.settings.retry_after_s) from exc
+
+
+@dataclass
+class Outcome:
+    """The labels of one request's count: the route fills them in as it learns them."""
+
+    output: str
+    model: str = UNKNOWN_MODEL
+    status: int = 500  # whatever escapes unexplained is a server error
+
+
+@contextlib.contextmanager
+def recorded(metrics: ServiceMetrics, output: str, retry_after: int) -> Iterator[Outcome]:
+    """Count the request once, however it ends; a full queue becomes 503 with Retry-After."""
+    outcome = Outcome(output)
+    try:
+        yield outcome
+    except ServiceError as exc:
+        outcome.status = exc.status
+        raise
+    except RequestValidationError:
+        outcome.status = 422
+        raise
+    except QueueFull as exc:
+        outcome.status = 503
+        metrics.rejected.labels(reason="queue_full").inc()
+        raise unavailable(f"the service is busy: {exc}; retry after a moment", retry_after) from exc
+    finally:
+        metrics.requests.labels(model=outcome.model, output=outcome.output, status=str(outcome.status)).inc()

@@ -1,0 +1,99 @@
+"""POST /attention: where the model looks — one layer's attention for a pixel's or a class's token.
+
+Not batched: one image, one forward pass up to the layer, on the model's device, on the
+preprocessing threads. The same limits and errors as /segment (upload and pixel limits from the
+header, the model's in-flight memory budget, 404 for unknown models, 503 while loading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from model import ImageError, TooManyWindows, attention_picture, image_attention, image_size, read_image
+from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
+from service.errors import ServiceError, image_error
+from service.form_options import openapi_form, read_form
+from service.outputs import png_bytes, select_classes
+from service.request_outcome import RESPONSES, recorded, resolve_model
+
+router = APIRouter(tags=["attention"])
+
+
+class AttentionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: str | None = Field(None, max_length=200, description="model name or alias; default: the default model")
+    layer: int = Field(ge=0, le=1000, description="0-based layer of the encoder or decoder")
+    part: Literal["encoder", "decoder"] | None = Field(None, description="default: encoder for a pixel, "
+                                                       "decoder for a class (class tokens live there)")
+    pixel: str | None = Field(None, pattern=r"^\d+,\d+$", description="X,Y of a pixel: its patch's attention")
+    target_class: str | None = Field(None, alias="class", max_length=200,
+                                     description="a class name or id: its decoder token's attention")
+    head: int | None = Field(None, ge=0, description="png: one head (default: a grid of every head)")
+    output: Literal["png", "json"] = Field("png", description="png: heat maps over the image; json: the "
+                                           "maps at patch resolution")
+    scale: Annotated[int, Field(ge=1, le=16384)] | Literal["none"] | None = Field(
+        None, description="as for /segment: the image is seen as the model sees it (its test scale)")
+
+
+@router.post("/attention", responses=RESPONSES, response_class=Response, summary="Attention maps of one token",
+             description="Upload an image as `image`; options as form fields or query parameters. Not batched "
+             "(one image per forward pass). Needs a model served by PyTorch.",
+             openapi_extra=openapi_form(AttentionOptions))
+async def attention(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
+                    executor: ExecutorDep) -> Response:
+    try:
+        with recorded(metrics, "attention", settings.retry_after_s) as outcome:
+            image, options = await read_form(request, AttentionOptions)
+            served = resolve_model(pool, options.model)
+            outcome.model = served.spec.name
+            data = await image.read()
+            try:
+                height, width = image_size(data, settings.max_image_pixels)
+            except ImageError as exc:
+                raise image_error(exc) from exc
+            cost = served.loaded.predictor.cost(height, width, scale=options.scale).bytes
+            async with served.admission.reserve(cost):
+                work = asyncio.get_running_loop().run_in_executor(executor, _attention, served, data, options,
+                                                                  settings.max_image_pixels)
+                try:
+                    response = await asyncio.wait_for(work, settings.request_timeout_s)
+                except TimeoutError as exc:
+                    raise ServiceError(504, "timeout", f"the request took longer than "
+                                       f"{settings.request_timeout_s:g} s") from exc
+            outcome.status = response.status_code
+            return response
+    finally:
+        await request.close()
+
+
+def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) -> Response:
+    predictor = served.loaded.predictor
+    try:
+        rgb = read_image(data, max_pixels)
+    except ImageError as exc:
+        raise image_error(exc) from exc
+    class_id = None
+    if options.target_class is not None:
+        (class_id,) = select_classes(options.target_class, predictor.metadata)
+    part = options.part or ("decoder" if class_id is not None else "encoder")
+    pixel = tuple(int(v) for v in options.pixel.split(",")) if options.pixel else None
+    try:
+        result = image_attention(predictor, rgb, options.layer, part, pixel, class_id, options.scale)
+        if options.output == "png":
+            return Response(png_bytes(attention_picture(result, options.head)), media_type="image/png")
+    except TooManyWindows as exc:
+        raise ServiceError(413, "too_many_tokens", str(exc)) from exc
+    except ValueError as exc:
+        raise ServiceError(422, "invalid_parameters", str(exc)) from exc
+    maps = result.token_maps.cpu()
+    return JSONResponse({"model": served.spec.name, "part": part, "layer": options.layer,
+                         "grid": list(result.maps.grid), "patch_size": result.maps.patch_size,
+                         "image_size": list(result.image.shape[:2]), "pixel": result.scaled_pixel,
+                         "class": class_id, "heads": [[[round(float(v), 6) for v in row] for row in head]
+                                                      for head in maps.tolist()]})

@@ -1,0 +1,55 @@
+"""POST /attention: the maps `model.image_attention` computes, as PNG
+grids or JSON at patch resolution; the same limits and errors as /segment."""
+
+from __future__ import annotations
+
+import torch
+
+from model import Predictor, image_attention, load_segmenter
+from tests.service.conftest import decode_png, encode, post_image, random_image
+
+
+def _post(client, data: bytes, **fields):
+    form = {k: str(v) for k, v in fields.items()}
+    return client.post("/attention", files={"image": ("x.png", data, "image/png")}, data=form)
+
+
+def test_json_maps_equal_image_attention(client, checkpoints):
+    rgb = random_image(70, 90, seed=5)
+    body = _post(client, encode(rgb), layer=1, pixel="40,30", output="json").json()
+    expected = image_attention(Predictor(load_segmenter(checkpoints / "tiny-16")), rgb, 1, "encoder", (40, 30))
+    assert body["part"] == "encoder" and body["grid"] == list(expected.maps.grid) and body["pixel"] == [40, 30]
+    torch.testing.assert_close(torch.tensor(body["heads"]), expected.token_maps.float(), atol=1e-6, rtol=0)
+    decoder = _post(client, encode(rgb), layer=0, **{"class": "class2"}, output="json").json()
+    assert decoder["part"] == "decoder" and decoder["class"] == 2
+
+
+def test_png_grid_and_errors(client):
+    rgb = random_image(70, 90, seed=6)
+    picture = decode_png(_post(client, encode(rgb), layer=0, pixel="10,10").content)
+    assert picture.mode == "RGB" and picture.size[0] >= 90 and picture.size[1] > 70  # one panel per head + titles
+    assert _post(client, encode(rgb), layer=9, pixel="10,10").status_code == 422  # 2 layers only
+    assert "outside" in _post(client, encode(rgb), layer=0, pixel="500,10").json()["error"]["message"]
+    assert _post(client, encode(rgb), layer=0).status_code == 422  # neither pixel nor class
+    assert _post(client, encode(rgb), layer=0, pixel="1,1", model="fast", part="decoder").status_code == 422  # linear
+    assert _post(client, b"not an image", layer=0, pixel="1,1").status_code == 415
+    assert _post(client, encode(rgb), layer=0, pixel="1,1", model="nope").status_code == 404
+    assert _post(client, encode(rgb), layer=0, pixel="1,1", bogus="x").status_code == 422
+    counted = client.get("/metrics").text  # each answer counted with the status the client got
+    assert 'segmenter_requests_total{model="tiny-16",output="attention",status="200"} 1.0' in counted
+    assert 'segmenter_requests_total{model="tiny-16",output="attention",status="422"} 3.0' in counted
+    assert 'segmenter_requests_total{model="tiny-32",output="attention",status="422"} 1.0' in counted
+    assert 'segmenter_requests_total{model="tiny-16",output="attention",status="415"} 1.0' in counted
+    assert 'segmenter_requests_total{model="unknown",output="attention",status="404"} 1.0' in counted
+    assert 'segmenter_requests_total{model="unknown",output="attention",status="422"} 1.0' in counted
+
+
+def test_models_say_what_attention_can_ask(client):
+    info = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert info["tiny-16"]["attention"] == {"encoder_layers": 2, "encoder_heads": 1, "decoder_layers": 2,
+                                            "decoder_heads": 1}
+    assert info["tiny-32"]["attention"]["decoder_layers"] == 0  # the linear decoder
+
+
+def test_segment_still_answers_after_attention(client):
+    assert post_image(client, encode(random_image(64, 64, seed=8))).status_code == 200
