@@ -35,6 +35,7 @@ from model.inference.sliding_window import Anchor, merge_windows, tile_windows
 StopCheck = Callable[[], bool]
 # Output rows resized at once: enough for vectorised work, little memory (C×rows×W floats).
 _STRIP_BYTES = 32 * 2**20
+_FEW_CLASSES = 16  # up to this many classes, class ids are computed without pruning (`_argmax_resized`)
 
 
 class Cancelled(Exception):
@@ -174,7 +175,20 @@ def _argmax_resized(merged: torch.Tensor, size: tuple[int, int], should_stop: St
     num_classes, in_h, in_w = merged.shape
     out_h, out_w = size
     if (in_h, in_w) == (out_h, out_w):
-        return merged.argmax(dim=0)
+        return merged.max(dim=0).indices  # max().indices: argmax over a leading dim is ~10× slower on CPU
+    if num_classes <= _FEW_CLASSES:
+        # Little to prune, and the per-row loop below costs more in Python than it saves (16 ms
+        # vs 3 for 5 classes at 640×480): whole strips of rows, resized and reduced at once.
+        rows = max(1, _STRIP_BYTES // (4 * num_classes * out_w))
+        if rows >= out_h:  # it all fits in one strip: the plain kernel
+            resized = F.interpolate(merged[None], size=size, mode="bilinear", align_corners=False)[0]
+            return resized.max(dim=0).indices
+        ids = torch.empty(size, dtype=torch.int64, device=merged.device)
+        for top in range(0, out_h, rows):
+            _stop_if(should_stop)
+            bottom = min(out_h, top + rows)
+            ids[top:bottom] = _view_strip(merged, False, size, top, bottom).max(dim=0).indices
+        return ids
     lower, upper, weight = _source_rows(in_h, out_h, 0, out_h, merged.device)
     ids = torch.empty(size, dtype=torch.int64, device=merged.device)
     starts = torch.searchsorted(lower, torch.arange(in_h + 1, device=merged.device)).tolist()
@@ -192,7 +206,7 @@ def _argmax_resized(merged: torch.Tensor, size: tuple[int, int], should_stop: St
         candidates = (high >= low.amax(dim=0)).any(dim=1).nonzero()[:, 0]
         rows = F.interpolate(band[candidates][None], size=(2, out_w), mode="bilinear", align_corners=False)[0]
         values = torch.lerp(rows[:, :1], rows[:, 1:], weight[top:bottom].view(1, -1, 1))  # K×rows×W
-        ids[top:bottom] = candidates[values.argmax(dim=0)]
+        ids[top:bottom] = candidates[values.max(dim=0).indices]
     return ids
 
 

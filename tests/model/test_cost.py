@@ -8,6 +8,7 @@ import torch
 
 from cli.main import main
 from model import Cancelled, Predictor, TooManyWindows, estimate_cost, plan_windows, save_checkpoint
+from model.inference import window_plan
 from model.inference.cost import rescale_factor, scaled_size
 from tests.conftest import tiny_segmenter
 
@@ -58,10 +59,15 @@ def test_stopping_between_steps_raises_cancelled(tiny_net, rng):
         pred.finish(plan, logits, should_stop=lambda: True)
 
 
+@pytest.mark.parametrize("strip_bytes", [None, 4096])  # one strip, or many (as for a huge photo)
+@pytest.mark.parametrize("num_classes", [5, 40])  # few classes: whole strips; many: the pruned rows
 @pytest.mark.parametrize("size", [(70, 90), (160, 64), (33, 250)])
-def test_class_ids_by_strips_equal_the_argmax_of_full_probabilities(tiny_net, rng, size):
+def test_class_ids_by_strips_equal_the_argmax_of_full_probabilities(rng, size, num_classes, strip_bytes,
+                                                                    monkeypatch):
+    if strip_bytes:
+        monkeypatch.setattr(window_plan, "_STRIP_BYTES", strip_bytes)
     rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-    pred = Predictor(tiny_net)
+    pred = Predictor(tiny_segmenter(seed=3, num_classes=num_classes))
     for multiscale in (False, True):
         plan = pred.prepare(rgb, multiscale)
         logits = pred.run(plan)
