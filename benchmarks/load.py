@@ -2,11 +2,12 @@
 
 Starts `segmenter serve` on a free port with a models file (default: the bundled demo models).
 Per concurrency level it alternates two measurements, because this VM's speed drifts: the raw
-batched throughput of the same model in this process (8 images at a time: every window through
-`Predictor.forward_windows` in batches of the model's max_batch_size, then merged — what the
-service does, minus HTTP, decoding and encoding), and the service answering the same images.
-Reports images/s, p50/p95/p99 latency, the ratio to raw, the load generator's own CPU use (it
-shares the machine) and the server's peak memory (VmHWM).
+batched throughput of the same model on the same backend in this process (8 images at a time:
+every window through `Predictor.forward_windows` in batches of the model's max_batch_size, then
+merged — what the service does, minus HTTP, decoding and encoding; and again with the PNG decode
+and the mask encode), and the service answering the same images. Reports images/s, p50/p95/p99
+latency, the ratios to both raw paths, the load generator's own CPU use (it shares the machine)
+and the server's peak memory (VmHWM).
 
     python benchmarks/load.py                                        # demo models, 1/8/32 clients
     python benchmarks/load.py --model fast --size 320 240 --requests 128
@@ -34,8 +35,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model import ModelMetadata, Predictor, build_segmenter, load_segmenter, save_checkpoint  # noqa: E402
+from model import ModelMetadata, Predictor, build_segmenter, read_image, save_checkpoint  # noqa: E402
+from service.backends import load_model  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
+from service.outputs import render_mask  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
 from testkit.hostile_inputs import encode, smooth_image  # noqa: E402
 
@@ -55,19 +58,27 @@ def png(rgb: np.ndarray) -> bytes:
     return encode(rgb, compress_level=1)
 
 
-def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int = 3, group: int = 8) -> float:
+def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int = 3, group: int = 8,
+                   pngs: list[bytes] | None = None) -> float:
     """Images/s of plan -> batched forward -> merge -> argmax, `group` images at a time (their
-    windows batched together, as the service batches 8 concurrent requests)."""
+    windows batched together by shape, as the service batches 8 concurrent requests). With
+    `pngs`, each image is also decoded from its PNG and its mask encoded, as a request must."""
 
     def once() -> None:
         with torch.inference_mode():
             for i in range(0, len(images), group):
-                plans = [predictor.prepare(rgb) for rgb in images[i : i + group]]
-                logits = predictor.forward_windows(torch.cat([p.crops for p in plans]))
-                offset = 0
+                batch = [read_image(data) for data in pngs[i : i + group]] if pngs else images[i : i + group]
+                plans = [predictor.prepare(rgb) for rgb in batch]
+                by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
                 for plan in plans:
-                    predictor.finish(plan, logits[offset : offset + plan.num_windows])
-                    offset += plan.num_windows
+                    for crops in plan.groups:
+                        by_shape.setdefault(tuple(crops.shape[-2:]), []).append(crops)
+                logits = {shape: iter(predictor.forward_windows(torch.cat(crops)).split([len(c) for c in crops]))
+                          for shape, crops in by_shape.items()}
+                for plan in plans:
+                    mask = predictor.finish(plan, [next(logits[tuple(crops.shape[-2:])]) for crops in plan.groups])
+                    if pngs:
+                        render_mask(mask, predictor.metadata)
 
     once()  # warm-up
     times = []
@@ -186,9 +197,12 @@ def main() -> None:
         images = make_images(args.images, *args.size)
         bodies = [multipart(png(rgb), spec.name) for rgb in images]
 
-        predictor = Predictor(load_segmenter(spec.checkpoint), batch_size=spec.max_batch_size)
+        # The raw path: the same model on the same backend and precision, one batch at a time
+        # with every core (the service runs `workers` batches at once, sharing them).
+        loaded = load_model(spec.model_copy(update={"workers": 1}))
+        predictor = loaded.predictor
         windows = sum(predictor.prepare(rgb).num_windows for rgb in images) / len(images)
-        print(f"model {spec.name} ({spec.backend}, {spec.device}), {args.size[0]}×{args.size[1]} images, "
+        print(f"model {spec.name} ({loaded.backend_detail}, {spec.device}), {args.size[0]}×{args.size[1]} images, "
               f"{windows:g} windows each, max_batch_size {spec.max_batch_size}, "
               f"torch threads {torch.get_num_threads()}, {args.rounds} rounds per level")
 
@@ -203,28 +217,30 @@ def main() -> None:
                 asyncio.run(run_level(url, bodies, concurrency, min(args.requests, 2 * concurrency)))  # warm-up
                 # This VM's speed drifts by tens of percent over minutes, so raw and service are
                 # measured alternately (raw while the service idles) and the medians compared.
-                raws, runs = [], []
+                raws, raws_io, runs = [], [], []
                 for _ in range(args.rounds):
                     raws.append(raw_throughput(predictor, images))
+                    raws_io.append(raw_throughput(predictor, images, pngs=[png(rgb) for rgb in images]))
                     runs.append(asyncio.run(run_level(url, bodies, concurrency, args.requests)))
-                rows.append((concurrency, statistics.median(raws), runs))
+                rows.append((concurrency, statistics.median(raws), statistics.median(raws_io), runs))
             rss = peak_rss_mib(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=60)
             if process.returncode not in (0, -15):
                 print(log.read_text()[-3000:])
-        print("| concurrency | requests | images/s | raw images/s | vs raw | p50 ms | p95 ms | p99 ms | statuses | "
-              "client CPU |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-        for concurrency, raw, runs in rows:
+        print("| concurrency | requests | images/s | raw images/s | vs raw | raw + PNG images/s | vs raw + PNG "
+              "| p50 ms | p95 ms | p99 ms | statuses | client CPU |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for concurrency, raw, raw_io, runs in rows:
             r = sorted(runs, key=lambda run: run["images_per_s"])[len(runs) // 2]  # the median round
             statuses: dict[int, int] = {}
             for run in runs:
                 for code, n in run["statuses"].items():
                     statuses[code] = statuses.get(code, 0) + n
             print(f"| {concurrency} | {sum(run['requests'] for run in runs)} | {r['images_per_s']:.2f} | {raw:.2f} "
-                  f"| {r['images_per_s'] / raw:.0%} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} "
+                  f"| {r['images_per_s'] / raw:.0%} | {raw_io:.2f} | {r['images_per_s'] / raw_io:.0%} "
+                  f"| {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} "
                   f"| {statuses} | {r['client_cpu']:.0%} |")
         print(f"service peak RSS (VmHWM): {rss:.0f} MiB")
 

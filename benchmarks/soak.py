@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.load import free_port, start_service, wait_ready  # noqa: E402
-from model import Predictor, load_segmenter  # noqa: E402
+from service.backends import load_model  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
 from testkit.hostile_inputs import Hostile, encode, hostile_corpus, smooth_image  # noqa: E402
@@ -98,7 +98,8 @@ def valid_cases(models_file: Path, count: int) -> list[tuple[str, bytes, np.ndar
     """(model name, PNG or JPEG bytes, expected mask) for `count` images of varied sizes;
     one large one (over 1 MB) so uploads spool to temporary files."""
     specs = load_models_file(models_file).models
-    predictors = {s.name: Predictor(load_segmenter(s.checkpoint), batch_size=s.max_batch_size) for s in specs}
+    # The expected answers come from the same model on the same backend and precision.
+    predictors = {s.name: load_model(s).predictor for s in specs}
     cases = []
     for i in range(count):
         spec = specs[i % len(specs)]

@@ -3,16 +3,20 @@
     DIR/
       model.onnx        images B×3×ws×ws float32 normalized -> logits B×C×ws×ws float32
       segmenter.json    {"format": "segmenter-onnx", "version": 1, "config": {...},
-                         "metadata": {...}, "onnx": {"file", "input", "output", "window_size", "opset"}}
+                         "metadata": {...}, "onnx": {"file", "input", "output", "window_size", "opset"},
+                         "precisions": {"bf16": {...}, "int8": {...}}}
+      model_int8.xml/.bin   with `--precision int8`: the int8 OpenVINO graph
 
 `metadata` is the checkpoint's (classes, palette, normalization, window, stride), so the service
-and Triton users preprocess exactly as training did.
+and Triton users preprocess exactly as training did. `precisions` lists the reduced precisions
+that passed the accuracy gate (export/precision_gate.py) — the graph each runs, the runtime and
+its inference precision, and the gate's figures; nothing else may be served in reduced precision.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,24 @@ class ExportedModel:
     metadata: ModelMetadata
     window_size: int
     opset: int
+    precisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # gated reduced precisions
 
     @property
     def onnx_path(self) -> Path:
         return self.folder / ONNX_FILE
+
+    def reduced_precision(self, precision: str) -> tuple[Path, str]:
+        """(graph file, OpenVINO inference precision) of a gated reduced precision; ExportError
+        naming the fix when this export has not passed the gate for it."""
+        entry = self.precisions.get(precision)
+        if entry is None:
+            gated = ", ".join(sorted(self.precisions)) or "none"
+            raise ExportError(f"{self.folder} has not passed the accuracy gate for {precision} (gated: {gated}); run "
+                              f"`segmenter export onnx --precision {precision} ...` to make and check it")
+        graph = self.folder / entry["file"]
+        if not graph.is_file():
+            raise ExportError(f"{self.folder / META_FILE} lists {precision} in {entry['file']}, which is missing")
+        return graph, entry["inference_precision"]
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +77,14 @@ def write_description(folder: Path, config: dict[str, Any], metadata: ModelMetad
                  "opset": opset, "dynamic_batch": True, "source": source},
     }
     (folder / META_FILE).write_text(json.dumps(description, indent=2) + "\n")
+
+
+def record_precision(folder: Path, precision: str, entry: dict[str, Any]) -> None:
+    """Add a reduced precision that passed its gate to the folder's description."""
+    path = Path(folder) / META_FILE
+    description = json.loads(path.read_text())
+    description.setdefault("precisions", {})[precision] = entry
+    path.write_text(json.dumps(description, indent=2) + "\n")
 
 
 def is_exported(folder: str | Path) -> bool:
@@ -79,4 +105,5 @@ def read_exported(folder: str | Path) -> ExportedModel:
         raise ExportError(f"{folder} has {META_FILE} but no {ONNX_FILE}")
     onnx_info = data["onnx"]
     return ExportedModel(folder=folder, config=data["config"], metadata=ModelMetadata.from_dict(data["metadata"]),
-                         window_size=int(onnx_info["window_size"]), opset=int(onnx_info["opset"]))
+                         window_size=int(onnx_info["window_size"]), opset=int(onnx_info["opset"]),
+                         precisions=dict(data.get("precisions", {})))

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from export.artifact import ENGINE_FILE, META_FILE, read_exported
+from export.artifact import ENGINE_FILE, META_FILE, ExportError, read_exported
 from export.parity import ParityReport
 
 
@@ -19,6 +19,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--checkpoint", required=True, help="our checkpoint folder, official checkpoint.pth or mmseg .pth")
     o.add_argument("--out", type=Path, required=True, help="export folder (model.onnx + segmenter.json)")
     o.add_argument("--window", type=int, help="window side the graph is fixed to (default: the checkpoint's)")
+    o.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "int8"], default=["fp32"],
+                   help="also make these reduced-precision variants for CPUs (OpenVINO), each kept only if it "
+                   "passes the accuracy gate (>= 99%% of pixels as fp32; mIoU drop <= 0.5 with --eval-data)")
+    o.add_argument("--calibration", type=Path, help="int8: a folder of images like those the model will segment")
+    o.add_argument("--calibration-limit", type=int, default=64, help="int8: at most this many calibration images")
+    o.add_argument("--eval-data", type=Path, help="a labelled dataset in the custom layout (images/val, masks/val): "
+                   "the gate also compares mIoU")
     _add_thresholds(o)
     o.set_defaults(func=run_onnx)
 
@@ -76,6 +83,10 @@ def run_onnx(args: argparse.Namespace) -> int:
     from export.onnx_export import export_onnx
     from model import load_segmenter
 
+    reduced = [p for p in dict.fromkeys(args.precision) if p != "fp32"]
+    if "int8" in reduced and args.calibration is None:  # before minutes of work, not after
+        raise ExportError("--precision int8 needs --calibration DIR: a folder of images like those the model will "
+                          "segment (e.g. its dataset's validation images)")
     net = load_segmenter(args.checkpoint)  # errors are reported by cli.main (exit 2)
     export_onnx(net, args.out, window_size=args.window, source=str(args.checkpoint))
     exported = read_exported(args.out)
@@ -87,8 +98,29 @@ def run_onnx(args: argparse.Namespace) -> int:
         (args.out / META_FILE).unlink()
         print(f"error: the export does not match PyTorch; {args.out / META_FILE} was removed so it cannot be "
               "served. Report: parity_onnxruntime.json", file=sys.stderr)
-    else:
-        print(f"wrote {exported.onnx_path} (window {exported.window_size}, dynamic batch, opset {exported.opset})")
+        return code
+    print(f"wrote {exported.onnx_path} (window {exported.window_size}, dynamic batch, opset {exported.opset})")
+    return _reduced_precisions(args, net, exported, reduced)
+
+
+def _reduced_precisions(args: argparse.Namespace, net, exported, precisions: list[str]) -> int:
+    from export.precision_gate import read_labelled
+    from export.quantize import read_calibration_images
+    from export.reduced_precision import make_reduced_precision
+
+    if not precisions:
+        return 0
+    calibration = read_calibration_images(args.calibration, args.calibration_limit) if args.calibration else None
+    labelled = read_labelled(args.eval_data) if args.eval_data else None
+    code = 0
+    for precision in precisions:
+        report = make_reduced_precision(net, exported, precision, calibration, labelled)
+        print(report.summary())
+        if not report.passed:
+            code = 1
+            print(f"error: the {precision} variant is not accurate enough and was not kept (figures: "
+                  f"{exported.folder / f'gate_{precision}.json'}); serve fp32, or try another precision",
+                  file=sys.stderr)
     return code
 
 

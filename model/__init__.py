@@ -64,6 +64,7 @@ from model.inference import (
     window_anchors,
 )
 from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
+from model.metrics import IGNORE_INDEX, ConfusionMatrix, SegmentationScores
 from model.modeling import Segmenter, resize_pos_embed
 from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
 from model.visualization import (
@@ -83,6 +84,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "IGNORE_INDEX",
+    "ConfusionMatrix",
+    "SegmentationScores",
     "AttentionMaps",
     "ImageAttention",
     "attention_maps",

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import torch
 
-from export import ExportError, OnnxRuntimeRunner, is_exported, ort_providers, read_exported
+from export import (
+    ExportError,
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    cpu_supports_bf16,
+    is_exported,
+    ort_providers,
+    read_exported,
+)
 from model import CheckpointError, Predictor, SegmenterError, load_segmenter
 from service.model_specs import ModelSpec
 
@@ -72,6 +80,17 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
     if spec.window_size not in (None, exported.window_size):
         raise ModelLoadError(f"{path} was exported for {exported.window_size}-pixel windows; remove window_size "
                              "from the models file or export again at the size you want")
+    if spec.backend == "openvino":
+        # bf16 / int8 only as gated at export (the graph and inference precision it recorded).
+        graph, inference = (exported.onnx_path, "fp32") if spec.precision == "fp32" else \
+            exported.reduced_precision(spec.precision)
+        if spec.precision == "int8" and inference == "bf16" and not cpu_supports_bf16():
+            inference = "fp32"  # the int8 graph's other operations in fp32: closer to fp32 than what was gated
+        # One OpenVINO stream per worker: `workers` batches run at once, sharing the cores.
+        runner = OpenVinoRunner(graph, inference, streams=spec.workers)
+        predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
+        detail = f"openvino {spec.precision}" + (f" ({inference} elsewhere)" if spec.precision == "int8" else "")
+        return LoadedModel(spec, predictor, exported.config.get("patch_size"), detail)
     ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
     # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.
     cache = spec.tensorrt_cache or (cache_dir / spec.name if cache_dir else path / "tensorrt-cache")

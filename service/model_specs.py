@@ -9,8 +9,9 @@
                                       # into SEGMENTER_CACHE_DIR at the first start
         aliases: [accurate]
         backend: torch                # torch | onnxruntime | tensorrt (ONNX Runtime's TensorRT EP)
+                                      # | openvino (CPU: an export's fp32, or its gated bf16 / int8)
         device: cpu                   # cpu | cuda | cuda:1 ...
-        precision: fp32               # fp32 | fp16 | bf16
+        precision: fp32               # fp32 | fp16 | bf16 | int8 (openvino)
         max_batch_size: 8             # windows per forward pass
         workers: 1                    # batches in flight at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
         window_size: null             # override the checkpoint's sliding window (pixels)
@@ -42,9 +43,9 @@ class ModelSpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
     checkpoint: str = Field(min_length=1)  # a path (relative to the models file) or zoo:NAME
     aliases: list[str] = Field(default_factory=list)
-    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    backend: Literal["torch", "onnxruntime", "tensorrt", "openvino"] = "torch"
     device: str = "cpu"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     max_batch_size: int = Field(8, ge=1, le=1024)
     workers: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
     window_size: int | None = Field(None, ge=16)
@@ -81,7 +82,13 @@ class ModelSpec(BaseModel):
             raise ValueError("backend tensorrt needs a cuda device")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ValueError("backend onnxruntime runs the exported fp32 graph; use precision fp32 "
-                             "(or backend tensorrt, which builds fp16 engines)")
+                             "(or backend openvino for an export's gated bf16/int8 variants on a CPU, "
+                             "or backend tensorrt, which builds fp16 engines)")
+        if self.backend == "openvino" and (self.device != "cpu" or self.precision == "fp16"):
+            raise ValueError("backend openvino runs on device cpu, in precision fp32, bf16 or int8")
+        if self.precision == "int8" and self.backend != "openvino":
+            raise ValueError("precision int8 is an export's int8 variant, served by backend openvino "
+                             "(segmenter export onnx --precision int8)")
         return self
 
 

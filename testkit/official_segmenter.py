@@ -16,6 +16,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -112,8 +113,9 @@ class LinearHead(nn.Module):
         self.head = nn.Linear(dim, n_cls)
 
     def forward(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
-        y = self.head(x)  # B×N×C
-        return y.transpose(1, 2).reshape(y.shape[0], -1, gh, gw)
+        # The authors' rearrange: a B×C×h×w *view* of the B×N×C tensor (channels last in memory).
+        # Its strides decide which F.interpolate kernel runs next, so a baseline must keep them.
+        return rearrange(self.head(x), "b (h w) c -> b c h w", h=gh)
 
 
 class MaskHead(nn.Module):
@@ -140,7 +142,7 @@ class MaskHead(nn.Module):
         patches = patches / patches.norm(dim=-1, keepdim=True)
         cls = cls / cls.norm(dim=-1, keepdim=True)
         masks = self.mask_norm(patches @ cls.transpose(1, 2))  # B×N×C
-        return masks.transpose(1, 2).reshape(masks.shape[0], -1, gh, gw)
+        return rearrange(masks, "b (h w) n -> b n h w", h=gh)  # as the authors: a view, see LinearHead
 
 
 class OfficialSegmenter(nn.Module):

@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from model import Predictor, Scale
+from model import ConfusionMatrix, Predictor, Scale, SegmentationScores
 from training.data.base import SegmentationDataset
-from training.metrics import ConfusionMatrix, SegmentationScores
 
 
 def evaluate(predictor: Predictor, dataset: SegmentationDataset, multiscale: bool = False, scale: Scale = None,

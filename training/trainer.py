@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from model import (
+    IGNORE_INDEX,
     ModelMetadata,
     Predictor,
     Segmenter,
@@ -38,7 +39,6 @@ from model import (
 )
 from training import distributed
 from training.config import TrainConfig, save_config
-from training.data.base import IGNORE_INDEX
 from training.data.layouts import build_dataset
 from training.evaluate import confusion_image, evaluate
 from training.run_folder import check_run_folder

@@ -187,7 +187,9 @@ def test_cpu_compose_serves_the_demo_models(base_image):
         assert response.headers["x-segmenter-model"] == "demo-seg-t16"
         mask = np.asarray(Image.open(io.BytesIO(response.content)))
         expected = Predictor(load_segmenter(ROOT / "models" / "demo-seg-t16")).predict(rgb)
-        np.testing.assert_array_equal(mask, expected)  # same answer as PyTorch outside the container
+        # Served as its gated int8 export (OpenVINO): the answer of PyTorch fp32 outside the
+        # container on at least 99% of the pixels, the gate's own threshold.
+        assert (mask == expected).mean() >= 0.99
         assert (mask == truth).mean() > 0.9  # and a right one: the demo model knows these textures
         metrics = httpx.get(url + "/metrics", timeout=30).text
         assert 'segmenter_requests_total{model="demo-seg-t16",output="mask",status="200"} 1.0' in metrics

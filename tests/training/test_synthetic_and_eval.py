@@ -11,10 +11,9 @@ import torch
 from PIL import Image
 
 from cli.main import main
-from model import ModelMetadata, Predictor, build_segmenter, save_checkpoint
+from model import ConfusionMatrix, ModelMetadata, Predictor, build_segmenter, save_checkpoint
 from training.data import synthetic
 from training.data.layouts import build_dataset
-from training.metrics import ConfusionMatrix
 
 
 def test_deterministic_for_a_seed(tmp_path):

@@ -14,7 +14,6 @@ from torchvision import tv_tensors
 
 from model import IMAGE_SUFFIXES, read_image
 
-IGNORE_INDEX = 255
 LabelMap = Callable[[np.ndarray], np.ndarray]
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from model import DATASETS as BUNDLED_DATASETS
-from model import default_palette, get_class_set
-from training.data.base import IGNORE_INDEX, Sample, SegmentationDataset, pair_by_stem
+from model import IGNORE_INDEX, default_palette, get_class_set
+from training.data.base import Sample, SegmentationDataset, pair_by_stem
 
 # The layouts training reads: the bundled datasets (their classes ship with `model`), plus
 # custom data and the generated synthetic set.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.data.base import IGNORE_INDEX
+IGNORE_INDEX = 255  # label value of pixels that count for nothing (unlabelled, or "other" in ADE20K)
 
 
 class ConfusionMatrix:

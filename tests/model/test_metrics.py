@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from training.metrics import ConfusionMatrix
+from model import ConfusionMatrix
 
 
 def scores(pairs, num_classes):
