@@ -65,20 +65,11 @@ def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int 
     `pngs`, each image is also decoded from its PNG and its mask encoded, as a request must."""
 
     def once() -> None:
-        with torch.inference_mode():
-            for i in range(0, len(images), group):
-                batch = [read_image(data) for data in pngs[i : i + group]] if pngs else images[i : i + group]
-                plans = [predictor.prepare(rgb) for rgb in batch]
-                by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
-                for plan in plans:
-                    for crops in plan.groups:
-                        by_shape.setdefault(tuple(crops.shape[-2:]), []).append(crops)
-                logits = {shape: iter(predictor.forward_windows(torch.cat(crops)).split([len(c) for c in crops]))
-                          for shape, crops in by_shape.items()}
-                for plan in plans:
-                    mask = predictor.finish(plan, [next(logits[tuple(crops.shape[-2:])]) for crops in plan.groups])
-                    if pngs:
-                        render_mask(mask, predictor.metadata)
+        for i in range(0, len(images), group):
+            batch = [read_image(data) for data in pngs[i : i + group]] if pngs else images[i : i + group]
+            masks = predictor.predict_many(batch)
+            for mask in masks if pngs else ():
+                render_mask(mask, predictor.metadata)
 
     once()  # warm-up
     times = []

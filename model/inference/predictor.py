@@ -204,6 +204,24 @@ class Predictor:
         plan = self.prepare(rgb, multiscale, scale=scale)
         return self.finish(plan, self.run(plan))
 
+    def run_many(self, plans: Sequence[WindowPlan]) -> list[list[torch.Tensor]]:
+        """The windows of several plans run together (grouped by shape, `batch_size` per forward
+        pass), as the service batches concurrent requests: per plan, logits per group."""
+        by_shape: dict[tuple[int, int], list[torch.Tensor]] = {}
+        for plan in plans:
+            for crops in plan.groups:
+                by_shape.setdefault(tuple(crops.shape[-2:]), []).append(crops)
+        logits = {shape: iter(self.forward_windows(torch.cat(crops)).split([len(c) for c in crops]))
+                  for shape, crops in by_shape.items()}
+        return [[next(logits[tuple(crops.shape[-2:])]) for crops in plan.groups] for plan in plans]
+
+    def predict_many(self, images: Sequence[np.ndarray], multiscale: bool = False, scale: Scale = None
+                     ) -> list[np.ndarray]:
+        """Several H×W×3 uint8 images -> their H×W class ids, each as `predict` gives it, their
+        windows run together (`run_many`): for throughput on many small images."""
+        plans = [self.prepare(rgb, multiscale, scale=scale) for rgb in images]
+        return [self.finish(plan, logits) for plan, logits in zip(plans, self.run_many(plans), strict=True)]
+
     def probabilities_tensor(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None,
                              scale: Scale = None) -> torch.Tensor:
         """C×H×W float32 softmax probabilities on the device (mean over scales and flips)."""

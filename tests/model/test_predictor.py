@@ -92,3 +92,18 @@ def test_bad_precision_and_missing_metadata(tiny_net):
     tiny_net.metadata = None
     with pytest.raises(ValueError, match="no metadata"):
         Predictor(tiny_net)
+
+
+@pytest.mark.parametrize("multiscale", [False, True])
+def test_predict_many_equals_predict_per_image_with_fewer_forward_passes(tiny_net, rng, multiscale):
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(130, 180, 3), (140, 140, 3), (200, 130, 3)]]
+    pred = Predictor(tiny_net, window_size=64, window_stride=48, batch_size=8)
+    forward, calls = pred.forward, []
+    pred.forward = lambda crops: calls.append(len(crops)) or forward(crops)
+    alone = [pred.predict(rgb, multiscale) for rgb in images]
+    calls_alone = len(calls)
+    calls.clear()
+    together = pred.predict_many(images, multiscale)
+    for one, other in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(one, other)
+    assert len(calls) < calls_alone and max(calls) <= 8  # windows of different images share passes
