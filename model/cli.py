@@ -24,9 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "each image's path relative to the input folder; two images that would share a name keep their "
         "suffix (x.jpg.png, x.png.png), so nothing is overwritten.",
     )
-    p.add_argument("input", type=Path, help="an image file or a folder of images")
+    p.add_argument("input", help="an image file or a folder of images; with --engine ray also a text file listing "
+                   "paths or URIs, or a URI pyarrow reads (s3://bucket/prefix, gs://...)")
     p.add_argument("--checkpoint", required=True, help="our checkpoint folder or an official checkpoint.pth")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (--engine ray: one every node can write, or a URI)")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png with a legend")
     p.add_argument("--format", choices=["png", "coco"], default="png",
                    help="png: a mask PNG per image (pixel = class id); coco: one predictions.json for the folder "
@@ -36,12 +37,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=parse_scale, default=None,
                    help="resize images to this short side before segmenting them, or none (as they are); "
                    "default: the checkpoint's test scale")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, ... (--engine ray: see --gpus-per-worker)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
                    help="refuse images that need more sliding windows (elongated or huge images, multi-scale); "
                    "0 for no limit")
+    ray = p.add_argument_group("scale-out", "segment on a Ray cluster: a pool of actors, each holding one model "
+                               "(pip install -e '.[ray]'); outputs are the local engine's, file for file")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local")
+    ray.add_argument("--address", help="the Ray cluster (default: RAY_ADDRESS, else a local one is started)")
+    ray.add_argument("--workers", type=int, help=f"actors (default {RAY_DEFAULTS['workers']})")
+    ray.add_argument("--gpus-per-worker", type=float, help="GPUs per actor (default 0: CPU actors)")
+    ray.add_argument("--images-per-batch", type=int,
+                     help=f"images an actor segments together, their windows batched (default "
+                     f"{RAY_DEFAULTS['images_per_batch']})")
     p.set_defaults(func=run_predict)
 
     a = subparsers.add_parser(
@@ -74,7 +84,50 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_convert)
 
 
+RAY_OPTIONS = ("address", "workers", "gpus_per_worker", "images_per_batch")
+RAY_DEFAULTS = {"workers": 2, "gpus_per_worker": 0.0, "images_per_batch": 4}
+
+
+class PredictOptionError(ValueError):
+    """An option that does not apply to the chosen engine (reported by cli.main, exit 2)."""
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return run_predict_ray(args)
+    given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise PredictOptionError(f"{', '.join(given)} only apply to --engine ray; add --engine ray or drop them")
+    if "://" in args.input:
+        raise PredictOptionError(f"{args.input} is a URI: the local engine reads local files; use --engine ray")
+    args.input, args.out, args.device = Path(args.input), Path(args.out), args.device or "cpu"
+    return run_predict_local(args)
+
+
+def run_predict_ray(args: argparse.Namespace) -> int:
+    from model.ray_predict import RayJob, run_ray
+
+    if args.device is not None:
+        raise PredictOptionError("--device does not apply to --engine ray: actors use a GPU when "
+                                 "--gpus-per-worker is above 0, else the CPU")
+    options = {name: getattr(args, name) if getattr(args, name) is not None else RAY_DEFAULTS[name]
+               for name in RAY_DEFAULTS}
+    job = RayJob(checkpoint=args.checkpoint, out=args.out, with_mask=args.format == "png", overlay=args.overlay,
+                 coco=args.format == "coco", alpha=args.alpha, multiscale=args.multiscale, scale=args.scale,
+                 precision=args.precision, batch_size=args.batch_size, max_windows=args.max_windows or None,
+                 **options)
+    result = run_ray(job, args.input, args.address)
+    for path in result.skipped:
+        print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+    for line in result.failures:
+        print(f"error: {line}", file=sys.stderr)
+    written = f"{result.written} mask(s)" + (" in predictions.json" if job.coco else "")
+    print(f"wrote {written} to {args.out} on {len(result.nodes)} node(s)"
+          + (f"; {len(result.failures)} image(s) failed" if result.failures else ""))
+    return 1 if result.failures else 0
+
+
+def run_predict_local(args: argparse.Namespace) -> int:
     from model import Predictor, TooManyWindows, find_images, load_segmenter
 
     inputs = find_images(args.input)  # a missing input or checkpoint: cli.main reports it (exit 2)

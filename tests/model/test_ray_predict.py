@@ -1,0 +1,151 @@
+"""`segmenter predict --engine ray` on a real two-node Ray cluster (CPU, on this machine).
+
+The outputs must equal the local engine's, file for file, byte for byte; actors must run on
+both nodes; and with one actor killed mid-run (SIGKILL, as a crashed or preempted worker),
+every output must still appear exactly once, with nothing half-written left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
+psutil = pytest.importorskip("psutil")
+
+from model.ray_predict import PARTIAL, RayJob, list_inputs, run_ray  # noqa: E402
+from training.data.synthetic import render  # noqa: E402
+
+DEMO = str(Path(__file__).resolve().parents[2] / "models" / "demo-seg-t16")
+SCENES = 40
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": 150 * 2**20})
+    cluster.add_node(num_cpus=2, object_store_memory=150 * 2**20)
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    """40 synthetic scenes in nested folders, two that would share a name, and a file that is not an image."""
+    folder = tmp_path_factory.mktemp("scenes")
+    rng = np.random.default_rng(5)
+    for i in range(SCENES - 1):
+        rgb, _ = render(320, rng)
+        path = folder / ("sub" if i % 3 == 0 else ".") / f"scene{i:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rgb).save(path)
+    Image.fromarray(render(320, rng)[0]).save(folder / "scene01.jpg", quality=95)  # clashes with scene01.png
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_outputs(scenes, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(out), "--overlay", "--scale", "none"]) == 0
+    return out
+
+
+def _job(out: Path, **changes) -> RayJob:
+    options = {"overlay": True, "scale": "none", "workers": 2, "images_per_batch": 2} | changes
+    return RayJob(checkpoint=DEMO, out=str(out), **options)
+
+
+def test_inputs_are_named_as_the_local_engine_names_them(scenes):
+    images, skipped = list_inputs(str(scenes))
+    assert len(images) == SCENES and [Path(s).name for s in skipped] == ["notes.txt"]
+    listing = scenes.parent / "list.txt"
+    listing.write_text("\n".join(location for location, _ in images[:3]) + "\n# a comment\n")
+    assert [location for location, _ in list_inputs(str(listing))[0]] == [location for location, _ in images[:3]]
+
+
+def test_outputs_equal_the_local_engine_file_for_file_on_both_nodes(cluster, scenes, local_outputs, tmp_path):
+    result = run_ray(_job(tmp_path / "ray"), str(scenes), progress=False)
+    assert result.written == SCENES and not result.failures
+    assert len(result.nodes) == 2  # actors on the head and on the worker node
+    expected, got = _files(local_outputs), _files(tmp_path / "ray")
+    assert sorted(got) == sorted(expected) and "scene01.jpg.png" in got and "sub/scene00_overlay.png" in got
+    assert all(got[name] == expected[name] for name in expected)
+
+
+def test_coco_results_equal_the_local_engines(cluster, scenes, tmp_path):
+    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path / "local"), "--format", "coco",
+                 "--scale", "none"]) == 0
+    result = run_ray(_job(tmp_path / "ray", with_mask=False, overlay=False, coco=True), str(scenes), progress=False)
+    assert result.coco == json.loads((tmp_path / "local" / "predictions.json").read_text())
+    assert _files(tmp_path / "ray").keys() == {"predictions.json"}
+
+
+def _segment_actor_pids() -> list[int]:
+    pids = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any("SegmentActor" in part for part in process.info["cmdline"] or []):
+            pids.append(process.info["pid"])
+    return pids
+
+
+def test_a_killed_actor_loses_nothing_and_writes_nothing_twice(cluster, scenes, local_outputs, tmp_path):
+    out = tmp_path / "ray"
+    killed: list[int] = []
+
+    def kill_one_actor_once_work_has_started() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if out.is_dir() and sum(1 for _ in out.rglob("*_overlay.png")) >= 3:
+                pids = _segment_actor_pids()
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_actor_once_work_has_started)
+    killer.start()
+    result = run_ray(_job(out, images_per_batch=1), str(scenes), progress=False)
+    killer.join()
+    assert killed, "no actor was killed: the run finished before any output appeared"
+    assert result.written == SCENES and not result.failures
+    expected, got = _files(local_outputs), _files(out)
+    assert sorted(got) == sorted(expected)  # every output once: no duplicates, no leftovers
+    assert all(got[name] == expected[name] for name in expected)
+    assert not list(out.rglob(f"*{PARTIAL}"))
+
+
+def test_options_of_the_other_engine_are_errors(scenes, tmp_path, capsys):
+    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path), "--workers", "3"]) == 2
+    assert "--workers only apply to --engine ray" in capsys.readouterr().err
+    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path), "--engine", "ray",
+                 "--device", "cuda"]) == 2
+    assert "--device does not apply to --engine ray" in capsys.readouterr().err
+    assert main(["predict", "s3://bucket/images", "--checkpoint", DEMO, "--out", str(tmp_path)]) == 2
+    assert "use --engine ray" in capsys.readouterr().err
+
+
+def test_a_bad_checkpoint_or_missing_gpus_stop_the_job_before_any_actor(cluster, scenes, tmp_path, capsys):
+    ray_args = ["predict", str(scenes), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    assert main([*ray_args, "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main([*ray_args, "--checkpoint", DEMO, "--gpus-per-worker", "1"]) == 2
+    assert "the Ray cluster has 0 GPU(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
