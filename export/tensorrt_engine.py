@@ -7,6 +7,7 @@ that runs them (the service builds them at first start into a cache volume).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def build_engine(exported: ExportedModel, engine_path: str | Path | None = None,
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine; run with TensorRT verbose logging for details")
     path = Path(engine_path) if engine_path else exported.folder / ENGINE_FILE
-    path.write_bytes(bytes(serialized))
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(bytes(serialized))
+    os.replace(partial, path)  # atomic: replicas sharing a cache volume never load half an engine
     return path
 
 

@@ -11,6 +11,11 @@ Back-pressure and clean-up:
 - the queue holds at most `max_queue_windows` windows; `run` raises `QueueFull` beyond it;
 - a request that is cancelled (client gone, deadline passed) takes its unrun windows out;
 - a failing batch (exception, out of memory) fails only the requests that had windows in it.
+
+Replicas share nothing (deploy/kubernetes): this queue is the only request state, it lives in
+one process, and a request's windows never leave it, so any pod can answer any request and the
+autoscaler may add or remove pods. A queue shared between pods (a broker, a cross-pod batcher)
+would break that: a request would depend on pods other than the one holding its connection.
 """
 
 from __future__ import annotations

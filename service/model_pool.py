@@ -3,6 +3,12 @@
 Models load in the background at start-up (an engine build can take minutes), so /healthz
 answers at once and /readyz reports each model's state — loading, ready, or failed with the
 reason — until all are ready. With `fail_fast`, start-up stops at the first model that fails.
+
+Each process loads its own models into its own cache folder (`cache_dir`): nothing here is
+shared with other replicas. A cache volume shared between pods stays safe only because every
+file in it (fetched weights, converted checkpoints, TensorRT engines) is written under a
+temporary name and renamed into place; a file written in place would let one pod load another's
+half-written file.
 """
 
 from __future__ import annotations

@@ -1,0 +1,139 @@
+"""deploy/kubernetes: every kustomization builds, passes the Kubernetes schema check, and says
+what the service actually does — its port, probe paths, settings, models files and metric.
+
+Needs `kubectl` (kustomize built in) or `kustomize` on PATH; CI sets SEGMENTER_REQUIRE_KUSTOMIZE=1
+so a missing binary fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model import load_registry
+from service.main import create_app
+from service.metrics import ServiceMetrics
+from service.model_specs import ZOO_PREFIX, ModelsFile
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy" / "kubernetes"
+OVERLAYS = ["overlays/gpu", "overlays/cpu"]
+KUBERNETES_VERSION = "1.30.0"  # the oldest version still maintained upstream when this was written
+
+
+def _kustomize(folder: Path) -> list[dict]:
+    if shutil.which("kustomize"):
+        command = ["kustomize", "build", str(folder)]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(folder)]
+    else:
+        if os.environ.get("SEGMENTER_REQUIRE_KUSTOMIZE") == "1":
+            pytest.fail("neither kustomize nor kubectl is on PATH")
+        pytest.skip("neither kustomize nor kubectl is on PATH")
+    built = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+def _by_kind(docs: list[dict]) -> dict[str, dict]:
+    return {doc["kind"]: doc for doc in docs}
+
+
+@pytest.mark.parametrize("folder", ["base", *OVERLAYS, "prometheus-adapter"])
+def test_every_kustomization_builds_and_passes_the_schema_check(folder):
+    import kubernetes_validate
+
+    docs = _kustomize(DEPLOY / folder)
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)  # raises, naming the field
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_port_probes_and_settings_are_the_services(overlay):
+    resources = _by_kind(_kustomize(DEPLOY / overlay))
+    deployment, service = resources["Deployment"], resources["Service"]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    # The port the image's entrypoint listens on (docker/Dockerfile*: segmenter serve --port 8000).
+    for dockerfile in ("Dockerfile", "Dockerfile.cpu"):
+        assert '"--port", "8000"' in (ROOT / "docker" / dockerfile).read_text()
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8000"
+    # Probes hit routes the app has: liveness the process, readiness the models.
+    routes = set(create_app(Settings()).openapi()["paths"])
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" in routes
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" in routes
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics" in routes
+    # Every SEGMENTER_* variable is a setting, and the values parse.
+    env = {item["name"]: item["value"] for item in container["env"]}
+    fields = {f"SEGMENTER_{name.upper()}" for name in Settings.model_fields}
+    assert {name for name in env if name.startswith("SEGMENTER_")} <= fields
+    settings = Settings(**{name[len("SEGMENTER_"):].lower(): value for name, value in env.items()})
+    assert str(settings.models) == "/etc/segmenter/models.yaml" and str(settings.cache_dir) == "/cache"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert "/etc/segmenter" in mounts and "/cache" in mounts and "/tmp" in mounts
+    # Hardening, as the Docker image runs: non-root, read-only root filesystem, no privileges.
+    assert pod["spec"]["securityContext"]["runAsUser"] == 10001 and pod["spec"]["securityContext"]["runAsNonRoot"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # With fail-fast the port opens only once the models are ready: a startup probe must hold
+    # liveness off for as long as a first start's downloads take.
+    if settings.fail_fast:
+        startup = container["startupProbe"]
+        assert startup["httpGet"]["path"] == "/healthz"
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    # The pod is given time for the preStop pause and then uvicorn's drain (service/cli.py: 30 s).
+    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert "timeout_graceful_shutdown=30" in (ROOT / "service" / "cli.py").read_text()
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= sleep + 30
+    # The HPA, PDB and Service select exactly these pods.
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert resources["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay, source", [("overlays/gpu", "ade20k.yaml"), ("overlays/cpu", "ade20k-cpu.yaml")])
+def test_the_models_file_is_valid_and_names_registry_checkpoints(overlay, source):
+    resources = _by_kind(_kustomize(DEPLOY / overlay))
+    configmap = resources["ConfigMap"]
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "models", "configMap": {"name": configmap["metadata"]["name"]}} in pod["volumes"]
+    models = ModelsFile.model_validate(yaml.safe_load(configmap["data"]["models.yaml"]))
+    assert models == ModelsFile.model_validate(yaml.safe_load((ROOT / "models" / source).read_text()))
+    zoo = load_registry()
+    for spec in models.models:
+        assert spec.checkpoint.startswith(ZOO_PREFIX) and spec.zoo_name in zoo
+    gpu = "nvidia.com/gpu" in pod["containers"][0]["resources"]["limits"]
+    assert gpu == all(spec.device.startswith("cuda") for spec in models.models)
+
+
+def test_the_autoscaler_reads_a_metric_the_service_exports_through_the_adapter_rule():
+    hpa = _by_kind(_kustomize(DEPLOY / "base"))["HorizontalPodAutoscaler"]
+    (metric,) = hpa["spec"]["metrics"]
+    name = metric["pods"]["metric"]["name"]
+    exported = {m.name for m in ServiceMetrics().registry.collect()}
+    assert name in exported
+    adapter = _by_kind(_kustomize(DEPLOY / "prometheus-adapter"))["ConfigMap"]
+    (rule,) = yaml.safe_load(adapter["data"]["config.yaml"])["rules"]
+    assert name in rule["seriesQuery"] and rule["name"]["as"] == name
+    assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}  # a per-pod metric, as type: Pods needs
+
+
+def test_the_base_models_file_serves_the_bundled_demo_from_the_image():
+    configmap = _by_kind(_kustomize(DEPLOY / "base"))["ConfigMap"]
+    models = ModelsFile.model_validate(yaml.safe_load(configmap["data"]["models.yaml"]))
+    dockerfile = (ROOT / "docker" / "Dockerfile.cpu").read_text()
+    assert "cp -r /src/models /opt/segmenter/models" in dockerfile
+    for spec in models.models:
+        relative = Path(spec.checkpoint).relative_to("/opt/segmenter/models")
+        assert (ROOT / "models" / relative / "segmenter.json").is_file()
