@@ -149,3 +149,13 @@ def test_a_bad_checkpoint_or_missing_gpus_stop_the_job_before_any_actor(cluster,
     assert main([*ray_args, "--checkpoint", DEMO, "--gpus-per-worker", "1"]) == 2
     assert "the Ray cluster has 0 GPU(s)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_image_is_reported_and_the_others_written(cluster, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(render(160, np.random.default_rng(1))[0]).save(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = run_ray(_job(tmp_path / "out"), str(folder), progress=False)
+    assert result.written == 1 and len(result.failures) == 1 and "broken.jpg" in result.failures[0]
+    assert sorted(_files(tmp_path / "out")) == ["good.png", "good_overlay.png"]
