@@ -78,8 +78,9 @@ class SoakReport:
         return (f"{self.requests} requests ({self.valid} valid, {self.hostile} hostile, {self.abandoned} abandoned): "
                 f"{len(self.wrong)} wrong, {self.server_errors} 5xx, {self.back_pressure} 503; RSS "
                 f"{self.rss_after_warmup_mib:.0f} -> {self.rss_end_mib:.0f} MiB ({self.rss_growth:+.1%}), peak "
-                f"{self.rss_peak_mib:.0f} MiB (ceiling {self.ceiling_mib:.0f} MiB); fds {self.fds_after_warmup} -> "
-                f"{self.fds_end}; temp files left {self.temp_files_left}: {'PASS' if self.passed else 'FAIL'}")
+                f"{self.rss_peak_mib:.0f} MiB (ceiling {self.ceiling_mib:.0f} MiB); non-socket fds "
+                f"{self.fds_after_warmup} -> {self.fds_end}; temp files left {self.temp_files_left}: "
+                f"{'PASS' if self.passed else 'FAIL'}")
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
@@ -91,7 +92,30 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 
 
 def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Open files, pipes and event fds of the process; sockets left out, as their number follows
+    the client's connection pool (open while it is, closing a moment after), not a leak."""
+    folder = f"/proc/{pid}/fd"
+    targets = []
+    for fd in os.listdir(folder):
+        try:
+            targets.append(os.readlink(f"{folder}/{fd}"))
+        except FileNotFoundError:  # closed while listed
+            continue
+    return sum(1 for target in targets if not target.startswith("socket:"))
+
+
+async def wait_until_idle(client, timeout_s: float = 60.0) -> None:
+    """Until the service reports no request in flight and nothing reserved: requests the clients
+    abandoned finish in the background, holding their sockets and spool files until then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        busy = [line for line in (await client.get("/metrics")).text.splitlines()
+                if line.startswith(("segmenter_requests_in_flight ", "segmenter_in_flight_bytes{"))
+                and float(line.rsplit(" ", 1)[1]) > 0]
+        if not busy:
+            return
+        await asyncio.sleep(0.1)  # polling a state, with a deadline
+    raise RuntimeError(f"the service still had work in flight {timeout_s:.0f} s after the clients stopped")
 
 
 def valid_cases(models_file: Path, count: int) -> list[tuple[str, bytes, np.ndarray]]:
@@ -175,6 +199,7 @@ async def soak(url: str, pid: int, minutes: float, concurrency: int, valid: list
         # ...and a stretch of the real mix, so fragmentation settles too.
         mixed_until = time.monotonic() + max(20.0, 0.2 * minutes * 60)
         await asyncio.gather(*[client_loop(client, mixed_until) for _ in range(concurrency)])
+        await wait_until_idle(client)
         report.fds_after_warmup = open_fds(pid)
         deadline = time.monotonic() + minutes * 60
         samples: list[float] = []
@@ -185,6 +210,7 @@ async def soak(url: str, pid: int, minutes: float, concurrency: int, valid: list
                 await asyncio.sleep(0.25)
 
         await asyncio.gather(sample_rss(), *[client_loop(client, deadline) for _ in range(concurrency)])
+        await wait_until_idle(client)  # before counting what is left open
     # RSS moves by a few percent between any two instants as batches come and go; a leak is a
     # trend. Compare the medians of the first and last thirds of the measured period.
     third = max(1, len(samples) // 3)
