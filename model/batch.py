@@ -82,7 +82,7 @@ def output_pictures(name: str, rgb: np.ndarray, mask: np.ndarray, metadata: Mode
 
 def png_bytes(relative: str, picture: Image.Image) -> bytes:
     """An output picture as PNG bytes. Overlays (photo-like, ~0.5 MB at 683×512) at zlib level 3:
-    `segmenter predict --overlay` 1.6× faster than with PIL's default 6, files 13% larger
+    `segmenter predict --overlay` 1.5-1.7× faster than with PIL's default 6, files 13% larger
     (docs/benchmarks.md, Ray section); masks (flat regions, a few KB) at the default."""
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", compress_level=3 if relative.endswith("_overlay.png") else 6)

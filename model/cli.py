@@ -119,11 +119,14 @@ def run_predict_ray(args: argparse.Namespace) -> int:
     result = run_ray(job, args.input, args.address)
     for path in result.skipped:
         print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+    for name in result.renamed:
+        print(f"note: {name} shares its name with another image; its outputs are {name}.png", file=sys.stderr)
     for line in result.failures:
         print(f"error: {line}", file=sys.stderr)
     written = f"{result.written} mask(s)" + (" in predictions.json" if job.coco else "")
     print(f"wrote {written} to {args.out} on {len(result.nodes)} node(s)"
-          + (f"; {len(result.failures)} image(s) failed" if result.failures else ""))
+          + (f"; {len(result.failures)} image(s) failed" if result.failures else "")
+          + (f"; {len(result.skipped)} file(s) skipped" if result.skipped else ""))
     return 1 if result.failures else 0
 
 

@@ -23,7 +23,8 @@ from cli.main import main
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 psutil = pytest.importorskip("psutil")
 
-from model.ray_predict import PARTIAL, RayJob, list_inputs, run_ray  # noqa: E402
+from model.ray_predict import RayJob, run_ray  # noqa: E402
+from model.storage import PARTIAL, InputError, list_inputs  # noqa: E402
 from training.data.synthetic import render  # noqa: E402
 
 DEMO = str(Path(__file__).resolve().parents[2] / "models" / "demo-seg-t16")
@@ -73,12 +74,33 @@ def _job(out: Path, **changes) -> RayJob:
     return RayJob(checkpoint=DEMO, out=str(out), **options)
 
 
-def test_inputs_are_named_as_the_local_engine_names_them(scenes):
-    images, skipped = list_inputs(str(scenes))
-    assert len(images) == SCENES and [Path(s).name for s in skipped] == ["notes.txt"]
-    listing = scenes.parent / "list.txt"
-    listing.write_text("\n".join(location for location, _ in images[:3]) + "\n# a comment\n")
-    assert [location for location, _ in list_inputs(str(listing))[0]] == [location for location, _ in images[:3]]
+def test_inputs_are_named_as_the_local_engine_names_them(scenes, tmp_path):
+    listing = list_inputs(str(scenes))
+    assert len(listing.images) == SCENES and [Path(s).name for s in listing.skipped] == ["notes.txt"]
+    # A list file: relative entries are relative to the list's folder; names below the common folder.
+    listed = scenes / "list.txt"
+    listed.write_text("sub/scene00.png\n# a comment\n\nscene01.png\n" + str(scenes / "sub" / "scene03.png") + "\n")
+    from_list = list_inputs(str(listed))
+    assert [i.location for i in from_list.images] == [str(scenes / p) for p in ["sub/scene00.png", "scene01.png",
+                                                                                 "sub/scene03.png"]]
+    assert [i.relative for i in from_list.images] == ["sub/scene00.png", "scene01.png", "sub/scene03.png"]
+    listed.write_text("scene01.png\n./scene01.png\n")
+    with pytest.raises(InputError, match="more than once"):
+        list_inputs(str(listed))
+    listed.unlink()
+    # A URI: the filesystem is made from it once; object names with spaces, '#' and '%' survive.
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for name in ["a b.png", "c#1.png", "d%20e.png"]:
+        (odd / name).write_bytes((scenes / "scene02.png").read_bytes())
+    uri = list_inputs(odd.as_uri())
+    assert sorted(i.relative for i in uri.images) == ["a b.png", "c#1.png", "d%20e.png"]
+    single = list_inputs((odd / "a b.png").as_uri())  # file:///.../a%20b.png
+    assert [i.relative for i in single.images] == ["a b.png"]
+    with pytest.raises(InputError, match="percent-encode"):
+        list_inputs("file://" + str(odd / "a b.png"))
+    with pytest.raises(InputError, match="does not exist"):
+        list_inputs((tmp_path / "nowhere").as_uri())
 
 
 def test_outputs_equal_the_local_engine_file_for_file_on_both_nodes(cluster, scenes, local_outputs, tmp_path):
@@ -140,6 +162,9 @@ def test_options_of_the_other_engine_are_errors(scenes, tmp_path, capsys):
     assert "--device does not apply to --engine ray" in capsys.readouterr().err
     assert main(["predict", "s3://bucket/images", "--checkpoint", DEMO, "--out", str(tmp_path)]) == 2
     assert "use --engine ray" in capsys.readouterr().err
+    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path), "--engine", "ray",
+                 "--images-per-batch", "0"]) == 2
+    assert "--images-per-batch 0: must be at least 1" in capsys.readouterr().err
 
 
 def test_a_bad_checkpoint_or_missing_gpus_stop_the_job_before_any_actor(cluster, scenes, tmp_path, capsys):
@@ -159,3 +184,29 @@ def test_an_unreadable_image_is_reported_and_the_others_written(cluster, tmp_pat
     result = run_ray(_job(tmp_path / "out"), str(folder), progress=False)
     assert result.written == 1 and len(result.failures) == 1 and "broken.jpg" in result.failures[0]
     assert sorted(_files(tmp_path / "out")) == ["good.png", "good_overlay.png"]
+
+
+class _DiesOnScene05:
+    """Kills its actor process whenever its batch holds scene05: a batch that can never succeed."""
+
+    def __call__(self, batch):
+        if any("scene05" in str(display) for display in batch["display"]):
+            os._exit(1)
+        return super().__call__(batch)
+
+
+def test_a_batch_that_kills_every_actor_is_reported_not_retried_forever(cluster, scenes, tmp_path, monkeypatch):
+    import model.ray_predict as ray_predict
+
+    poisoned = type("SegmentActor", (_DiesOnScene05, ray_predict.SegmentActor), {"__module__": "__main__"})
+    monkeypatch.setattr(ray_predict, "SegmentActor", poisoned)  # "__main__": Ray ships the class by value
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ["scene02.png", "scene04.png", "scene05.png", "scene07.png"]:
+        (folder / name).write_bytes((scenes / name).read_bytes())
+    result = run_ray(_job(tmp_path / "out", images_per_batch=2), str(folder), progress=False)
+    assert result.written == 2 and sorted(Path(f.split(":")[0]).name for f in result.failures) == [
+        "scene05.png", "scene07.png"]  # scene05's batch (05, 07): reported with its reason, the job went on
+    assert all(f"failed {ray_predict.ACTOR_RETRIES + 1} times" in f for f in result.failures)
+    assert sorted(_files(tmp_path / "out")) == ["scene02.png", "scene02_overlay.png", "scene04.png",
+                                                "scene04_overlay.png"]
