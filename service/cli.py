@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 from pathlib import Path
 
@@ -42,7 +43,17 @@ def serve(args: argparse.Namespace) -> int:
 
     if args.models:
         os.environ["SEGMENTER_MODELS"] = str(args.models)  # read by each worker's Settings
-    load_models_file(Settings().models)  # a bad models file stops here, with one message, not in each worker
+    settings = Settings()
+    load_models_file(settings.models)  # a bad models file stops here, with one message, not in each worker
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, log_config=log_config(args.log_level), timeout_graceful_shutdown=30)
+                log_level=args.log_level, log_config=log_config(args.log_level),
+                timeout_graceful_shutdown=graceful_shutdown_s(settings))
+    return 0
+
+
+def graceful_shutdown_s(settings) -> int:
+    """How long a stopping server waits for requests in flight: as long as one may run (each ends
+    by its own deadline, `request_timeout_s`), plus 5 s to answer. Orchestrators must allow it:
+    docker-compose.yml's stop_grace_period, the Deployment's terminationGracePeriodSeconds."""
+    return math.ceil(settings.request_timeout_s) + 5
     return 0

@@ -87,3 +87,16 @@ def test_a_request_in_flight_at_shutdown_is_answered(models_file):
         server.thread.join(60)
         assert not server.thread.is_alive()
     assert result["response"].status_code == 200
+
+
+def test_the_drain_waits_as_long_as_a_request_may_run_and_compose_allows_it():
+    import yaml
+
+    from service.cli import graceful_shutdown_s
+    from service.settings import Settings
+
+    assert graceful_shutdown_s(Settings(request_timeout_s=60)) == 65
+    assert graceful_shutdown_s(Settings(request_timeout_s=120.5)) == 126
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    grace = compose["services"]["segmenter"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) >= graceful_shutdown_s(Settings())
