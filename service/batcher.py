@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -98,25 +98,40 @@ class WindowBatcher:
 
     async def run(self, crops: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """Run a request's N windows; returns (N×C×w×w logits, queue wait s, compute s).
+        `run_groups` for a request with windows of several shapes."""
+        (logits,), queue_wait, compute = await self.run_groups([crops])
+        return logits, queue_wait, compute
 
-        Raises QueueFull at once when the queue has no room (an empty queue always accepts a
-        request, however large, so every image can be served), BatchFailed when a batch that
-        held its windows failed. Cancelling the awaiting task withdraws the unrun windows.
+    async def run_groups(self, groups: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], float, float]:
+        """Run one request's windows, one N×3×h×w tensor per window shape (a multi-scale plan
+        has several); returns (logits per group, queue wait s of its first window, compute s).
+
+        The request is admitted or refused as a whole: QueueFull at once when the queue has no
+        room for all its windows (an empty queue always accepts a request, however large, so
+        every image can be served). BatchFailed when a batch that held any of its windows
+        failed. Ending early (cancelled, failed) withdraws all its unrun windows.
         """
-        if len(crops) == 0:
+        if not groups or any(len(crops) == 0 for crops in groups):
             raise ValueError("no windows to run")
-        if self._queued and self._queued + len(crops) > self.max_queue_windows:
+        total = sum(len(crops) for crops in groups)
+        if self._queued and self._queued + total > self.max_queue_windows:
             raise QueueFull(f"{self._queued} windows are queued (limit {self.max_queue_windows})")
         self._ensure_worker()
-        job = _Job(crops, asyncio.get_running_loop().create_future())
-        self._jobs.append(job)
-        self._queued += len(crops)
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(crops, loop.create_future()) for crops in groups]
+        self._jobs.extend(jobs)
+        self._queued += total
         self._wakeup.set()
         try:
-            logits = await job.future
+            logits = [await job.future for job in jobs]
         finally:
-            self._withdraw(job)
-        return logits, job.queue_wait, job.compute
+            for job in jobs:
+                self._withdraw(job)
+                if not job.future.done():
+                    job.future.cancel()  # workers drop results for done futures
+                elif not job.future.cancelled():
+                    job.future.exception()  # retrieved: a second group's failure is not logged as lost
+        return logits, min(job.queue_wait for job in jobs), sum(job.compute for job in jobs)
 
     def _withdraw(self, job: _Job) -> None:
         """Take a finished or abandoned job's unrun windows out of the queue."""

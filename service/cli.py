@@ -56,4 +56,3 @@ def graceful_shutdown_s(settings) -> int:
     by its own deadline, `request_timeout_s`), plus 5 s to answer. Orchestrators must allow it:
     docker-compose.yml's stop_grace_period, the Deployment's terminationGracePeriodSeconds."""
     return math.ceil(settings.request_timeout_s) + 5
-    return 0

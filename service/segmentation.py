@@ -119,9 +119,7 @@ async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: 
     rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, data, max_pixels, options, abort)
     prepared = time.perf_counter()
     abort.stage = "queue"
-    runs = await asyncio.gather(*(served.batcher.run(group) for group in plan.groups))
-    logits = [run[0] for run in runs]
-    queue_wait = min(run[1] for run in runs)
+    logits, queue_wait, _ = await served.batcher.run_groups(plan.groups)  # admitted or refused as one request
     plan = plan.without_crops()  # the windows ran: release them before merging
     ran = time.perf_counter()
     abort.stage = "merge"

@@ -189,3 +189,37 @@ def test_with_two_workers_slices_finishing_out_of_order_are_put_back_in_order():
         await batcher.close()
 
     asyncio.run(scenario())
+
+
+def _crops_of_size(request: int, count: int, size: int) -> torch.Tensor:
+    return torch.stack([torch.full((3, size, size), float(request * 100 + i)) for i in range(count)])
+
+
+def test_a_request_with_windows_of_two_shapes_is_admitted_as_one_on_an_empty_queue():
+    async def scenario():
+        batcher = WindowBatcher(RecordingForward(), max_batch_size=4, max_queue_delay_s=0.0, max_queue_windows=4)
+        groups = [_crops_of_size(1, 3, 4), _crops_of_size(1, 3, 8)]  # 6 windows > the limit of 4
+        logits, _, _ = await batcher.run_groups(groups)
+        for crops, got in zip(groups, logits, strict=True):
+            torch.testing.assert_close(got, expected(crops))
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_group_withdraws_the_requests_other_groups():
+    async def scenario():
+        forward = RecordingForward(gate=True, fail_on_call=1)
+        batcher = WindowBatcher(forward, max_batch_size=4, max_queue_delay_s=0.0, max_queue_windows=100)
+        request = asyncio.create_task(batcher.run_groups([_crops_of_size(1, 2, 4), _crops_of_size(1, 3, 8)]))
+        assert await asyncio.to_thread(forward.entered.wait, 10), "the worker never started the forward pass"
+        await _yield_until(lambda: batcher.queued_windows == 3)  # the second group waits behind the first
+        forward.gate.set()
+        with pytest.raises(BatchFailed, match="out of memory"):
+            await request
+        assert batcher.queued_windows == 0 and forward.sizes == [2]  # its other group never ran
+        logits, _, _ = await batcher.run(crops_for(2, 1))
+        torch.testing.assert_close(logits, expected(crops_for(2, 1)))
+        await batcher.close()
+
+    asyncio.run(scenario())
