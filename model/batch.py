@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from model.annotations import class_annotations, coco_document
-from model.inference.images import IMAGE_SUFFIXES
+from model.inference.cost import TooManyWindows
+from model.inference.images import IMAGE_SUFFIXES, ImageError
 from model.metadata import ModelMetadata
 from model.visualization import draw_legend, mask_to_image, overlay, transparent_classes
 
@@ -78,6 +79,15 @@ def output_pictures(name: str, rgb: np.ndarray, mask: np.ndarray, metadata: Mode
         pictures[f"{name}_overlay.png"] = Image.fromarray(draw_legend(picture, present, metadata.class_names,
                                                                       metadata.palette))
     return pictures
+
+
+def failure_reason(where: str, exc: Exception) -> str:
+    """The line that reports an image `segmenter predict` could not segment (either engine)."""
+    if isinstance(exc, TooManyWindows):
+        return f"{where}: {exc} (--max-windows; 0 for no limit)"
+    if isinstance(exc, (ImageError, OSError)):
+        return f"{where}: {exc}"
+    return f"{where}: {type(exc).__name__}: {exc}"
 
 
 def png_bytes(relative: str, picture: Image.Image) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from model.batch import CocoResults, clashes, write_outputs
+from model.batch import CocoResults, clashes, failure_reason, write_outputs
 from model.inference.cost import DEFAULT_MAX_WINDOWS
 from model.inference.forward import PRECISIONS
 from model.inference.images import IMAGE_SUFFIXES, ImageError, read_image
@@ -117,17 +117,30 @@ def run_predict_ray(args: argparse.Namespace) -> int:
                  precision=args.precision, batch_size=args.batch_size, max_windows=args.max_windows or None,
                  **options)
     result = run_ray(job, args.input, args.address)
-    for path in result.skipped:
+    _print_skipped(result.skipped)
+    _print_renamed(result.renamed)
+    return _print_outcome(result.written, result.failures, result.skipped, job.coco, args.out,
+                          f" on {len(result.nodes)} node(s)")
+
+
+def _print_skipped(paths) -> None:
+    for path in paths:
         print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
-    for name in result.renamed:
+
+
+def _print_renamed(names) -> None:
+    for name in names:
         print(f"note: {name} shares its name with another image; its outputs are {name}.png", file=sys.stderr)
-    for line in result.failures:
+
+
+def _print_outcome(written: int, failures: list[str], skipped: list, coco: bool, out, where: str = "") -> int:
+    """Each failure, then one summary line; the exit code (1 when an image failed)."""
+    for line in failures:
         print(f"error: {line}", file=sys.stderr)
-    written = f"{result.written} mask(s)" + (" in predictions.json" if job.coco else "")
-    print(f"wrote {written} to {args.out} on {len(result.nodes)} node(s)"
-          + (f"; {len(result.failures)} image(s) failed" if result.failures else "")
-          + (f"; {len(result.skipped)} file(s) skipped" if result.skipped else ""))
-    return 1 if result.failures else 0
+    masks = f"{written} mask(s)" + (" in predictions.json" if coco else "")
+    print(f"wrote {masks} to {out}{where}" + (f"; {len(failures)} image(s) failed" if failures else "")
+          + (f"; {len(skipped)} file(s) skipped" if skipped else ""))
+    return 1 if failures else 0
 
 
 def run_predict_local(args: argparse.Namespace) -> int:
@@ -135,13 +148,11 @@ def run_predict_local(args: argparse.Namespace) -> int:
 
     inputs = find_images(args.input)  # a missing input or checkpoint: cli.main reports it (exit 2)
     net = load_segmenter(args.checkpoint)
-    for path in inputs.skipped:
-        print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+    _print_skipped(inputs.skipped)
     if not inputs.images:
         print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
         return 2
-    for name in clashes(inputs):
-        print(f"note: {name} shares its name with another image; its outputs are {name}.png", file=sys.stderr)
+    _print_renamed(clashes(inputs))
     predictor = Predictor(net, device=args.device, precision=args.precision, batch_size=args.batch_size,
                           max_windows=args.max_windows or None)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -152,19 +163,11 @@ def run_predict_local(args: argparse.Namespace) -> int:
             mask = _segment_file(path, inputs.names[path], predictor, args)
             if coco is not None:
                 coco.add(path.relative_to(inputs.root).as_posix(), mask)
-        except (ImageError, OSError) as exc:
-            failures.append(f"{path}: {exc}")
-        except TooManyWindows as exc:
-            failures.append(f"{path}: {exc} (--max-windows; 0 for no limit)")
-    for line in failures:
-        print(f"error: {line}", file=sys.stderr)
+        except (ImageError, OSError, TooManyWindows) as exc:
+            failures.append(failure_reason(str(path), exc))
     if coco is not None:
         (args.out / "predictions.json").write_text(json.dumps(coco.document()))
-    done = len(inputs.images) - len(failures)
-    written = f"{done} mask(s)" + (" in predictions.json" if coco is not None else "")
-    print(f"wrote {written} to {args.out}" + (f"; {len(failures)} image(s) failed" if failures else "")
-          + (f"; {len(inputs.skipped)} file(s) skipped" if inputs.skipped else ""))
-    return 1 if failures else 0
+    return _print_outcome(len(inputs.images) - len(failures), failures, inputs.skipped, coco is not None, args.out)
 
 
 def _segment_file(path: Path, name: str, predictor, args: argparse.Namespace):

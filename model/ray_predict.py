@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from model.batch import CocoResults, output_pictures, png_bytes, relative_names
+from model.batch import CocoResults, failure_reason, output_pictures, png_bytes, relative_names
 from model.checkpoints import load_segmenter
 from model.errors import SegmenterError
 from model.inference.images import image_size, read_image
@@ -114,12 +114,12 @@ class SegmentActor:
             try:
                 images[i], plans[i] = self._prepare(row)
             except Exception as exc:  # this image fails, with the reason; the batch goes on
-                errors[i] = _reason(row, exc)
+                errors[i] = failure_reason(row['display'], exc)
         for i, logits in self._run(plans, errors, rows).items():
             try:
                 sizes[i], annotations[i] = self._finish(rows[i], images[i], plans[i], logits)
             except Exception as exc:
-                errors[i] = _reason(rows[i], exc)
+                errors[i] = failure_reason(rows[i]['display'], exc)
         return {"index": [int(r["index"]) for r in rows], "file": [r["file"] for r in rows], "error": errors,
                 "node": [self.node] * len(rows), "coco": annotations, "height": [h for h, _ in sizes],
                 "width": [w for _, w in sizes]}
@@ -142,7 +142,7 @@ class SegmentActor:
                 try:
                     logits[i] = self.predictor.run(plan)
                 except Exception as exc:
-                    errors[i] = _reason(rows[i], exc)
+                    errors[i] = failure_reason(rows[i]['display'], exc)
             return logits
 
     def _finish(self, row: dict[str, str], rgb: np.ndarray, plan, logits) -> tuple[tuple[int, int], str]:
@@ -155,17 +155,6 @@ class SegmentActor:
             self.output.write(relative, png_bytes(relative, picture))
         coco = json.dumps(class_annotations(mask, range(metadata.num_classes))) if job.coco else ""
         return (int(mask.shape[0]), int(mask.shape[1])), coco
-
-
-def _reason(row: dict[str, str], exc: Exception) -> str:
-    from model.inference.cost import TooManyWindows
-    from model.inference.images import ImageError
-
-    if isinstance(exc, TooManyWindows):
-        return f"{row['display']}: {exc} (--max-windows; 0 for no limit)"
-    if isinstance(exc, (ImageError, OSError)):
-        return f"{row['display']}: {exc}"
-    return f"{row['display']}: {type(exc).__name__}: {exc}"
 
 
 # --- the driver ----------------------------------------------------------------------------
