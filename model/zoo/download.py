@@ -7,7 +7,6 @@ starts with the expected prefix is renamed to `dest`; a mismatch deletes it and 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import urllib.error
@@ -15,18 +14,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from model.checkpoints import file_sha256
 from model.zoo.registry import ZooError
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 _CHUNK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(url: str, dest: Path, sha256_prefix: str | None = None, progress: Progress | None = None,
@@ -65,7 +57,7 @@ def download(url: str, dest: Path, sha256_prefix: str | None = None, progress: P
                           "check the network or set SEGMENTER_WEIGHTS_MIRROR")) from None
     if total is not None and done < total:
         raise ZooError(f"downloading {url} stopped at {done:,} of {total:,} bytes; run again to resume")
-    digest = _sha256(part)
+    digest = file_sha256(part)
     if sha256_prefix and not digest.startswith(sha256_prefix):
         part.unlink()
         raise ZooError(f"{url} has sha256 {digest[:12]}…, not the expected {sha256_prefix}…: the file was deleted. "

@@ -65,7 +65,7 @@ def fetch_entry(entry: ZooEntry, cache_dir: Path, mirror: str | None = None,
     weights = downloads / entry.files[0].file_name  # the checkpoint; variant.yml (official) sits beside it
     target = cache_dir / "models" / entry.name
     convert_checkpoint(weights, target, zoo=entry.name, url=urls[0], published_miou=entry.miou,
-                       zoo_source=entry.source, file_sha256=hashes)
+                       zoo_source=entry.source, file_sha256=hashes, sha256=hashes[weights.name])  # hashed once
     shutil.rmtree(downloads, ignore_errors=True)
     return target
 
