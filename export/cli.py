@@ -110,7 +110,8 @@ def _reduced_precisions(args: argparse.Namespace, net, exported, precisions: lis
 
     if not precisions:
         return 0
-    calibration = read_calibration_images(args.calibration, args.calibration_limit) if args.calibration else None
+    calibration = (read_calibration_images(args.calibration, args.calibration_limit)
+                   if args.calibration and "int8" in precisions else None)  # only int8 is calibrated
     labelled = read_labelled(args.eval_data) if args.eval_data else None
     code = 0
     for precision in precisions:

@@ -93,32 +93,25 @@ def read_labelled(root: str | Path, limit: int = 200) -> list[tuple[np.ndarray, 
     return pairs
 
 
-def _miou(predictor: Predictor, labelled: list[tuple[np.ndarray, np.ndarray]], desc: str) -> float:
-    matrix = ConfusionMatrix(predictor.num_classes)
-    for rgb, mask in tqdm(labelled, desc=desc, unit="img", leave=False):
-        prediction = predictor.predict(rgb).astype(np.int64)
-        matrix.update(torch.from_numpy(prediction), torch.from_numpy(mask.astype(np.int64)))
-    return 100 * matrix.compute().miou
-
-
 def run_gate(reference: Predictor, candidate: Predictor, precision: str, candidate_name: str,
-             labelled: list[tuple[np.ndarray, np.ndarray]] | None = None, scenes: list[np.ndarray] | None = None,
+             labelled: list[tuple[np.ndarray, np.ndarray]] | None = None,
              min_agreement: float = MIN_PIXEL_AGREEMENT, max_miou_drop: float = MAX_MIOU_DROP) -> GateReport:
-    """Compare `candidate` with `reference` (PyTorch fp32) as described in the module docstring."""
-    if scenes is not None:
-        kind = "given images"
-    elif labelled:
+    """Compare `candidate` with `reference` (PyTorch fp32) as described in the module docstring.
+    Each image is predicted once per model; with labels, the same masks feed both mIoUs."""
+    if labelled:
         scenes, kind = [rgb for rgb, _ in labelled], "labelled images"
+        matrices = [ConfusionMatrix(reference.num_classes), ConfusionMatrix(candidate.num_classes)]
     else:
-        scenes, kind = gate_scenes(reference.window_size), "synthetic scenes"
+        scenes, kind, matrices = gate_scenes(reference.window_size), "synthetic scenes", []
     same = total = 0
-    for rgb in tqdm(scenes, desc=f"gate {precision}: agreement", unit="scene", leave=False):
+    for index, rgb in enumerate(tqdm(scenes, desc=f"gate {precision}", unit="image", leave=False)):
         expected, got = reference.predict(rgb), candidate.predict(rgb)
         same += int((expected == got).sum())
         total += expected.size
-    miou_ref = miou_cand = None
-    if labelled:
-        miou_ref = _miou(reference, labelled, "gate: mIoU fp32")
-        miou_cand = _miou(candidate, labelled, f"gate: mIoU {precision}")
+        if labelled:
+            truth = torch.from_numpy(labelled[index][1].astype(np.int64))
+            for matrix, prediction in zip(matrices, (expected, got), strict=True):
+                matrix.update(torch.from_numpy(prediction.astype(np.int64)), truth)
+    miou_ref, miou_cand = (100 * matrix.compute().miou for matrix in matrices) if labelled else (None, None)
     return GateReport(precision, candidate_name, len(scenes), kind, same / total, min_agreement,
                       len(labelled or []), miou_ref, miou_cand, max_miou_drop)

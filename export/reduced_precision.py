@@ -38,8 +38,7 @@ def _cpu_name() -> str:
 
 def make_reduced_precision(net: Segmenter, exported: ExportedModel, precision: str,
                            calibration_images: list[np.ndarray] | None = None,
-                           labelled: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                           scenes: list[np.ndarray] | None = None) -> GateReport:
+                           labelled: list[tuple[np.ndarray, np.ndarray]] | None = None) -> GateReport:
     """Build `precision` for `exported` (written from `net`), gate it against `net` in fp32, and
     record it if it passes. `calibration_images` (H×W×3 uint8) are required for int8."""
     if precision not in REDUCED_PRECISIONS:
@@ -59,7 +58,7 @@ def make_reduced_precision(net: Segmenter, exported: ExportedModel, precision: s
     runner = OpenVinoRunner(graph, inference)
     candidate = Predictor(None, metadata=exported.metadata, forward=runner)
     name = f"OpenVINO {precision}" + (f" ({inference} elsewhere)" if precision == "int8" else "")
-    report = run_gate(reference, candidate, precision, name, labelled=labelled, scenes=scenes)
+    report = run_gate(reference, candidate, precision, name, labelled=labelled)
     (exported.folder / f"gate_{precision}.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if report.passed:
         record_precision(exported.folder, precision, {
