@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -30,9 +29,7 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, multiscale: boo
     for index in tqdm(indices, desc="evaluating", unit="img", disable=not progress, leave=False):
         rgb, label = dataset.load(index)
         with torch.inference_mode():
-            probs = predictor.probabilities_tensor(rgb, multiscale, scale=scale)
-            if tuple(probs.shape[-2:]) != label.shape:
-                probs = F.interpolate(probs[None], size=label.shape, mode="bilinear", align_corners=False)[0]
+            probs = predictor.probabilities_tensor(rgb, multiscale, scale=scale)  # C×H×W, the image's (= label's) size
             confusion.update(probs.argmax(0), torch.from_numpy(label).to(predictor.device))
     confusion.all_reduce()
     return confusion.compute()

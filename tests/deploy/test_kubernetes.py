@@ -7,6 +7,7 @@ so a missing binary fails instead of skipping.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ OVERLAYS = ["overlays/gpu", "overlays/cpu"]
 KUBERNETES_VERSION = "1.30.0"  # the oldest version still maintained upstream when this was written
 
 
+@functools.cache  # one build per folder for the whole module; callers only read the result
 def _kustomize(folder: Path) -> list[dict]:
     if shutil.which("kustomize"):
         command = ["kustomize", "build", str(folder)]

@@ -3,10 +3,11 @@ grids or JSON at patch resolution; the same limits and errors as /segment."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from model import Predictor, image_attention, load_segmenter
-from tests.service.conftest import decode_png, encode, post_image, random_image
+from tests.service.conftest import decode_png, encode, post_image, random_image, reference_predictor
 
 
 def _post(client, data: bytes, **fields):
@@ -51,5 +52,10 @@ def test_models_say_what_attention_can_ask(client):
     assert info["tiny-32"]["attention"]["decoder_layers"] == 0  # the linear decoder
 
 
-def test_segment_still_answers_after_attention(client):
-    assert post_image(client, encode(random_image(64, 64, seed=8))).status_code == 200
+def test_segment_answers_the_same_after_attention_on_the_same_model(client, checkpoints):
+    rgb = random_image(64, 64, seed=8)
+    assert _post(client, encode(rgb), model="tiny-16", layer=1, pixel="10,10").status_code == 200
+    answer = post_image(client, encode(rgb), model="tiny-16")
+    assert answer.status_code == 200  # the attention hooks are gone: the model segments as before
+    np.testing.assert_array_equal(np.asarray(decode_png(answer.content)),
+                                  reference_predictor(checkpoints, "tiny-16").predict(rgb))
