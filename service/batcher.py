@@ -50,6 +50,8 @@ class _Job:
     done_windows: int = 0
     queue_wait: float = 0.0  # seconds from submit until its first window ran
     compute: float = 0.0  # seconds of forward passes its windows were part of
+    request: list[_Job] = field(default_factory=list)  # every group of its request while it runs; a cycle,
+    # cleared when the request ends so the windows and logits are freed at once, not at the next gc
 
     @property
     def remaining(self) -> int:
@@ -119,6 +121,8 @@ class WindowBatcher:
         self._ensure_worker()
         loop = asyncio.get_running_loop()
         jobs = [_Job(crops, loop.create_future()) for crops in groups]
+        for job in jobs:
+            job.request = jobs
         self._jobs.extend(jobs)
         self._queued += total
         self._wakeup.set()
@@ -127,6 +131,7 @@ class WindowBatcher:
         finally:
             for job in jobs:
                 self._withdraw(job)
+                job.request = []
                 if not job.future.done():
                     job.future.cancel()  # workers drop results for done futures
                 elif not job.future.cancelled():
@@ -191,10 +196,12 @@ class WindowBatcher:
             try:
                 logits = await loop.run_in_executor(self._executor, self._forward, batch)
             except Exception as exc:  # noqa: BLE001 - any backend failure fails this batch only
-                for job, _, _ in slices:
-                    if not job.future.done():
-                        job.future.set_exception(BatchFailed(f"{type(exc).__name__}: {exc}"))
-                    self._withdraw(job)
+                # ...and the whole of each request it held: their other groups are withdrawn now,
+                # before the next batch is taken, so no window runs for a request that has failed.
+                for member in {member for job, _, _ in slices for member in job.request or [job]}:
+                    if not member.future.done():
+                        member.future.set_exception(BatchFailed(f"{type(exc).__name__}: {exc}"))
+                    self._withdraw(member)
                 continue
             compute = time.perf_counter() - started
             if self.on_batch:

@@ -188,15 +188,15 @@ def test_a_client_that_disconnects_takes_its_windows_out_of_the_queue(checkpoint
                      "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
                                  (b"content-length", str(len(body)).encode())]}
             queued = asyncio.Event()
-            original_run = batcher.run
+            original_run = batcher.run_groups
 
-            async def run_and_signal(crops):
-                inner = asyncio.ensure_future(original_run(crops))
-                await asyncio.sleep(0)  # one step: run() queues its windows before its first await
+            async def run_and_signal(groups):
+                inner = asyncio.ensure_future(original_run(groups))
+                await asyncio.sleep(0)  # one step: run_groups() queues its windows before its first await
                 queued.set()
                 return await inner  # cancelling this cancels `inner` too
 
-            batcher.run = run_and_signal
+            batcher.run_groups = run_and_signal
             request = asyncio.create_task(app(scope, receive, send))
             await queued.wait()
             assert batcher.queued_windows == 4
