@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}\n(run with `segmenter --debug ...` for the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: what a shell reports, no traceback (`segmenter train`
+        if args.debug:                # stops cleanly on the first one; this is its second)
+            raise
+        print(f"\n{exc or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -28,7 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t = subparsers.add_parser("train", help="train a model (same as python training/train.py)",
                               description="Multi-GPU: torchrun --nproc_per_node N training/train.py --config ...")
     t.add_argument("--config", required=True, help="experiment YAML (training/configs/)")
-    t.add_argument("--resume", action="store_true", help="continue from run.out_dir/last")
+    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="auto",
+                   help="continue from the newest saved state in run.out_dir (a folder with a config but no "
+                        "state starts over from iteration 0); `--resume auto` also starts a new run when there is "
+                        "nothing to resume, so the same command can be requeued (the default under torchrun "
+                        "restarts and SLURM requeues)")
+    t.add_argument("--overwrite", action="store_true", help="delete the run in run.out_dir and start it over")
     t.add_argument("--allow-config-change", action="store_true",
                    help="resume although the config differs from the run's saved config.yaml")
     t.add_argument("--stop-at", type=int, help="stop at this iteration (the schedule still spans the run)")
@@ -69,11 +74,34 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+    import sys
+
     from training.config import load_config
+    from training.stop_signals import TrainingInterrupted
     from training.trainer import train
 
-    cfg = load_config(args.config, args.overrides)  # a bad key or value stops here, before any data
-    result = train(cfg, resume=args.resume, stop_at=args.stop_at, allow_config_change=args.allow_config_change)
+    overrides = list(args.overrides)
+    if args.resume not in (True, False, "auto"):
+        if "=" not in args.resume:  # `--resume X`: X is an override argparse gave to --resume
+            raise ValueError(f"--resume takes no value or 'auto', got {args.resume!r}")
+        overrides.insert(0, args.resume)
+        args.resume = True
+    cfg = load_config(args.config, overrides)  # a bad key or value stops here, before any data
+    try:
+        result = train(cfg, resume=args.resume, stop_at=args.stop_at, allow_config_change=args.allow_config_change,
+                       overwrite=args.overwrite)
+    except TrainingInterrupted as stopped:
+        if os.environ.get("RANK", "0") == "0":
+            script = Path(sys.argv[0]).name == "train.py"
+            again = ["python", "training/train.py"] if script else ["segmenter", "train"]
+            again += ["--config", str(args.config), "--resume", *overrides]
+            torchrun = " (under torchrun: the same torchrun command with --resume)" if "LOCAL_RANK" in os.environ \
+                else ""
+            print(f"{stopped}\ncontinue with: {shlex.join(again)}{torchrun}\n"
+                  f"(exit code {stopped.exit_code}: stopped on a signal, state saved)", file=sys.stderr)
+        return stopped.exit_code
     if result:
         print(f"mIoU {100 * result['miou']:.2f} at iteration {result['iteration']} -> {cfg.run.out_dir}")
     return 0

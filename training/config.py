@@ -72,6 +72,11 @@ class RunSection:
     amp: Literal["none", "bf16", "fp16"] = "none"
     seed: int = 0
     eval_every: int = 4000
+    # Saving the full state apart from evaluations, so a crash, kill or preemption loses little
+    # (signals always save: training/stop_signals.py). 0 turns either off.
+    checkpoint_every: int = 1000  # iterations
+    checkpoint_minutes: float = 30.0  # wall clock
+    keep_checkpoints: int = 2  # last/ plus this many - 1 earlier states in checkpoints/
     log_every: int = 50
     out_dir: str = "runs/experiment"
     device: str = "auto"  # auto (cuda if there is one) | cpu | cuda | cuda:N (one process only)
@@ -167,7 +172,9 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _POSITIVE = {"data.crop_size": lambda c: c.data.crop_size, "optim.lr": lambda c: c.optim.lr,
              "run.iterations": lambda c: c.run.iterations, "run.batch_size": lambda c: c.run.batch_size,
              "run.accumulation": lambda c: c.run.accumulation, "run.eval_every": lambda c: c.run.eval_every,
-             "run.log_every": lambda c: c.run.log_every}
+             "run.log_every": lambda c: c.run.log_every, "run.keep_checkpoints": lambda c: c.run.keep_checkpoints}
+_NON_NEGATIVE = {"run.checkpoint_every": lambda c: c.run.checkpoint_every,
+                 "run.checkpoint_minutes": lambda c: c.run.checkpoint_minutes}
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -179,6 +186,9 @@ def validate(cfg: TrainConfig) -> None:
     for key, get in _POSITIVE.items():
         if not get(cfg) > 0:
             raise ValueError(f"{key} must be > 0, got {get(cfg)!r}")
+    for key, get in _NON_NEGATIVE.items():
+        if not get(cfg) >= 0:
+            raise ValueError(f"{key} must be >= 0 (0 turns it off), got {get(cfg)!r}")
     if cfg.data.test_scale is not None and (len(cfg.data.test_scale) != 2 or min(cfg.data.test_scale) < 1):
         raise ValueError(f"data.test_scale must be [long, short] in pixels or null, got {list(cfg.data.test_scale)}")
     window = cfg.data.window_size or cfg.data.crop_size

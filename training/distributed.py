@@ -79,3 +79,12 @@ def mean_across(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def any_across(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag OR-ed over every process: one decision all of them take at the same step."""
+    if not dist.is_initialized():
+        return flags
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]

@@ -1,8 +1,10 @@
 """Everything needed to continue a run as if it never stopped, saved beside the weights.
 
 `train_state.pt` (inside the checkpoint folder, written in the same atomic step) holds the
-optimizer, the AMP scaler, the iteration, the best mIoU and every RNG state (torch, CUDA,
-numpy, python). Only tensors and plain values: it is read back with weights_only=True.
+optimizer, the AMP scaler, the iteration, the best mIoU, every RNG state (torch, CUDA, numpy,
+python) and the number of processes. The data loader's position needs no file of its own: it
+is iteration × run.accumulation micro-batches into a stream seeded by (seed, epoch, index)
+(training/batches.py). Only tensors and plain values: read back with weights_only=True.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def pack_state(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, iteration: int,
-               best_miou: float) -> bytes:
+               best_miou: float, world_size: int) -> bytes:
     buffer = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "iteration": iteration, "best_miou": best_miou, "rng": rng_state()}, buffer)
+                "iteration": iteration, "best_miou": best_miou, "rng": rng_state(), "world_size": world_size},
+               buffer)
     return buffer.getvalue()
 
 

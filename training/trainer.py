@@ -1,9 +1,9 @@
 """The training loop: iterations of SGD/AdamW on per-pixel cross-entropy, DDP, AMP, resume.
 
-Reproducibility: data order comes from a seeded DistributedSampler, and each sample's
-augmentation from an RNG seeded by (seed, epoch, index), so neither depends on worker count or
-on where a run was resumed; model RNG (stochastic depth) is saved with every checkpoint. A run
-resumed from `last/` therefore continues exactly as if it had never stopped.
+Reproducibility: the data stream is seeded per sample and resumable at any micro-step
+(training/batches.py), and the model's RNG (stochastic depth) is saved with every state. A run
+resumed from its newest state therefore continues exactly as if it had never stopped, whether
+that state was written by an evaluation, the checkpoint schedule or a stop signal.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from model import (
@@ -38,53 +39,17 @@ from model import (
     save_checkpoint,
 )
 from training import distributed
+from training.batches import BatchStream
+from training.checkpoint_schedule import CheckpointSchedule
 from training.config import TrainConfig, save_config
 from training.data.layouts import build_dataset
 from training.evaluate import confusion_image, evaluate
-from training.run_folder import check_run_folder
+from training.run_folder import Resume, RunStart, plan_run, prepare_folder
+from training.saved_states import SavedState, save_state
 from training.schedule import cosine_lr, poly_lr
-from training.state import STATE_FILE, load_state, pack_state, set_rng_state
+from training.state import pack_state, set_rng_state
+from training.stop_signals import StopSignals, TrainingInterrupted
 from training.transforms import TrainTransform
-
-
-class SeededDataset(Dataset):
-    """Draws each sample's random transform from RNGs seeded by (seed, epoch, index).
-
-    The process's own RNG states are restored afterwards, so loading data (in the main process
-    or in workers) never shifts the model's random stream (stochastic depth, dropout).
-    """
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        key = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
-        python_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            random.seed(key)
-            torch.manual_seed(key % 2**63)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(python_state)
-
-
-class SkipFirst(Sampler):
-    """The indices of `sampler` without the first `skip` (to resume mid-epoch without loading)."""
-
-    def __init__(self, sampler: Sampler, skip: int) -> None:
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self):
-        for position, index in enumerate(self.sampler):
-            if position >= self.skip:
-                yield index
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
 
 
 def seed_everything(seed: int) -> None:
@@ -130,43 +95,20 @@ def _log(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-class BatchStream:
-    """Endless training batches for this process, resumable at any micro-step.
+def trim_log(path: Path, iteration: int) -> None:
+    """Drop the records of iterations after `iteration`: a resumed run logs them again."""
+    if not path.is_file():
+        return
+    def logged_at(line: str) -> int:
+        record = json.loads(line)
+        return record["iteration"] if "iteration" in record else record["eval"]["iteration"]
 
-    Data order comes from a seeded DistributedSampler (one permutation per epoch); a resumed
-    run skips the micro-steps already taken instead of loading them.
-    """
-
-    def __init__(self, dataset: Dataset, cfg: TrainConfig, ctx: distributed.Context, per_rank: int,
-                 micro_step: int) -> None:
-        self.seeded = SeededDataset(dataset, cfg.run.seed)
-        self.sampler = DistributedSampler(self.seeded, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.run.seed,
-                                          drop_last=True)
-        self.per_rank, self.seed, self.workers = per_rank, cfg.run.seed, cfg.data.workers
-        self.pin = ctx.device.type == "cuda"
-        self.batches_per_epoch = len(self.sampler) // per_rank
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"the training set ({len(dataset)} images) is smaller than one batch per process")
-        self.micro_step = micro_step
-        self._batches = iter(self._loader())
-
-    def _loader(self) -> DataLoader:
-        epoch, skip = divmod(self.micro_step, self.batches_per_epoch)
-        self.sampler.set_epoch(epoch)
-        self.seeded.epoch = epoch
-        # Its own generator: creating a loader must not draw from the global RNG either.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return DataLoader(self.seeded, batch_size=self.per_rank, sampler=SkipFirst(self.sampler, skip * self.per_rank),
-                          num_workers=self.workers, drop_last=True, pin_memory=self.pin, generator=generator)
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            batch = next(self._batches)
-        except StopIteration:  # end of an epoch: the next one, newly shuffled
-            self._batches = iter(self._loader())
-            batch = next(self._batches)
-        self.micro_step += 1
-        return batch
+    lines = path.read_text().splitlines()
+    keep = [line for line in lines if logged_at(line) <= iteration]
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
 
 
 class Amp:
@@ -204,15 +146,20 @@ def per_process_batch(cfg: TrainConfig, world_size: int) -> int:
     return per_rank
 
 
-def restore(out: Path, net: Segmenter, optimizer: torch.optim.Optimizer, amp: Amp) -> tuple[int, float]:
-    """Load `out/last` (weights, optimizer, scaler, RNG); returns (iteration, best mIoU)."""
-    net.load_state_dict(load_segmenter(out / "last").state_dict())
-    state = load_state(out / "last")
+def restore(saved: SavedState, net: Segmenter, optimizer: torch.optim.Optimizer, amp: Amp,
+            ctx: distributed.Context) -> float:
+    """Load a saved state (weights, optimizer, scaler, RNG) into the run; returns the best mIoU so far."""
+    net.load_state_dict(load_segmenter(saved.folder).state_dict())
+    state = saved.state
     optimizer.load_state_dict(state["optimizer"])
     if amp.scaler and state["scaler"]:
         amp.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
-    return state["iteration"], state["best_miou"]
+    saved_world = state.get("world_size", ctx.world_size)
+    if saved_world != ctx.world_size and ctx.is_main:
+        print(f"note: the state was saved by {saved_world} process(es), this run has {ctx.world_size}: the "
+              "data order (and so the weights) will differ from an uninterrupted run's")
+    return float(state["best_miou"])
 
 
 def train_step(model: nn.Module, batches: BatchStream, optimizer: torch.optim.Optimizer, amp: Amp,
@@ -233,25 +180,90 @@ def train_step(model: nn.Module, batches: BatchStream, optimizer: torch.optim.Op
     return loss_sum
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
-          allow_config_change: bool = False) -> dict[str, Any]:
+class StateSaver:
+    """Saves the run's state (rank 0 writes, every rank waits) and knows the newest one."""
+
+    def __init__(self, cfg: TrainConfig, ctx: distributed.Context, out: Path, net: Segmenter,
+                 optimizer: torch.optim.Optimizer, amp: Amp, start: RunStart, best: float,
+                 clock: Callable[[], float]) -> None:
+        self.cfg, self.ctx, self.out, self.net, self.optimizer, self.amp = cfg, ctx, out, net, optimizer, amp
+        self.best, self.first = best, start.iteration
+        self.saved_at: int | None = start.iteration if start.saved else None
+        self.schedule = CheckpointSchedule(cfg.run.checkpoint_every, cfg.run.checkpoint_minutes, clock)
+        self.provenance = dict(net.metadata.provenance)
+
+    def save(self, iteration: int, evaluation: dict[str, Any] | None = None) -> None:
+        """The state after `iteration` steps as `last/` (and `best/` on a new best evaluation)."""
+        if evaluation is None and iteration in (self.saved_at, self.first):
+            return  # already saved, or no step taken by this process yet
+        if self.ctx.is_main:
+            provenance = {**self.provenance, "run": str(self.out), "iteration": iteration}
+            if evaluation is not None:
+                provenance["miou"] = evaluation["miou"]
+            self.net.metadata = self.net.metadata.replace(provenance=provenance)
+            new_best = evaluation is not None and evaluation["miou"] > self.best
+            self.best = max(self.best, evaluation["miou"]) if evaluation else self.best
+            state = pack_state(self.optimizer, self.amp.scaler, iteration, self.best, self.ctx.world_size)
+            save_state(self.net, self.out, state, self.saved_at, self.cfg.run.keep_checkpoints)
+            if new_best:
+                save_checkpoint(self.net, self.out / "best")
+        elif evaluation is not None:
+            self.best = max(self.best, evaluation["miou"])
+        self.saved_at = iteration
+        self.schedule.saved()
+        distributed.barrier()
+
+    def interrupted(self, signal_name: str, iteration: int) -> TrainingInterrupted:
+        total = self.cfg.run.iterations
+        if self.saved_at is None:
+            return TrainingInterrupted(
+                f"stopped by {signal_name} before the first iteration: nothing to save, the run starts over with "
+                "--resume", signal_name, iteration, None)
+        where = self.out / "last"
+        return TrainingInterrupted(f"stopped by {signal_name} after iteration {iteration} of {total}; the state is "
+                                   f"saved in {where}", signal_name, iteration, str(where))
+
+
+def train(cfg: TrainConfig, resume: Resume = False, stop_at: int | None = None, allow_config_change: bool = False,
+          overwrite: bool = False, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Run (or continue) the experiment `cfg`; returns the last evaluation's figures.
 
-    Writes into `cfg.run.out_dir`: config.yaml, metrics.jsonl, last/ and best/ checkpoints
-    (our format + train_state.pt), eval_classes.md and confusion.png.
-    `stop_at` ends the run early at that iteration (the schedule still spans run.iterations).
+    Writes into `cfg.run.out_dir`: config.yaml, metrics.jsonl, the newest state in last/ and
+    earlier ones in checkpoints/ (training/saved_states.py), best/, eval_classes.md and
+    confusion.png. `resume`: False (a new run), True (continue; an error if there is nothing to
+    continue) or "auto" (continue if there is a saved state); training/run_folder.py has the
+    rules, `overwrite` starts a run over. `stop_at` ends the run early at that iteration (the
+    schedule still spans run.iterations). `clock` times `run.checkpoint_minutes`.
+
+    Raises TrainingInterrupted after SIGINT, SIGTERM or SIGUSR1, once the state is saved.
     """
     ctx = distributed.setup(cfg.run.device)
-    out = Path(cfg.run.out_dir)
-    saved = check_run_folder(cfg, out, resume, allow_config_change)
-    if saved is not None:
-        if saved >= min(stop_at or cfg.run.iterations, cfg.run.iterations):
+    try:
+        out = Path(cfg.run.out_dir)
+        start = plan_run(cfg, out, resume, overwrite, allow_config_change)
+        end = min(stop_at or cfg.run.iterations, cfg.run.iterations)
+        if ctx.is_main:
+            for line in start.notes:
+                print(line)
+        if start.saved and start.iteration >= end:
             if ctx.is_main:
-                print(f"{out} already reached iteration {saved} of {cfg.run.iterations}; nothing to do")
-            distributed.teardown()
+                print(f"{out} already reached iteration {start.iteration} of {cfg.run.iterations}; nothing to do")
             return {}
         if ctx.is_main:
-            print(f"resuming {out} from iteration {saved} of {cfg.run.iterations}")
+            for line in prepare_folder(out, start):
+                print(line)
+            if start.saved:
+                print(f"resuming {out} from iteration {start.iteration} of {cfg.run.iterations}"
+                      + ("" if start.saved.folder == out / "last" else f" ({start.saved.folder})"))
+        distributed.barrier()
+        with StopSignals() as stop:
+            return _run(cfg, ctx, out, start, end, stop, clock)
+    finally:
+        distributed.teardown()
+
+
+def _run(cfg: TrainConfig, ctx: distributed.Context, out: Path, start: RunStart, end: int, stop: StopSignals,
+         clock: Callable[[], float]) -> dict[str, Any]:
     seed_everything(cfg.run.seed)
     per_rank = per_process_batch(cfg, ctx.world_size)
     train_set = build_dataset(cfg.data.dataset, cfg.data.root, "train", generate=True)
@@ -263,19 +275,27 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                                          cfg.data.photometric)
     optimizer = make_optimizer(cfg, net)
     amp = Amp(cfg.run.amp, ctx.device)
-    start, best = restore(out, net, optimizer, amp) if resume else (0, -1.0)
+    best = restore(start.saved, net, optimizer, amp, ctx) if start.saved else -1.0
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+        trim_log(out / "metrics.jsonl", start.iteration)
     model = DistributedDataParallel(net) if ctx.world_size > 1 else net
-    batches = BatchStream(train_set, cfg, ctx, per_rank, start * cfg.run.accumulation)
-    end = min(stop_at or cfg.run.iterations, cfg.run.iterations)
-    progress = tqdm(total=cfg.run.iterations, initial=start, desc="training", unit="it", disable=not ctx.is_main,
-                    dynamic_ncols=True)
+    batches = BatchStream(train_set, cfg, ctx, per_rank, start.iteration * cfg.run.accumulation)
+    saver = StateSaver(cfg, ctx, out, net, optimizer, amp, start, best, clock)
+    progress = tqdm(total=cfg.run.iterations, initial=start.iteration, desc="training", unit="it",
+                    disable=not ctx.is_main, dynamic_ncols=True)
     result: dict[str, Any] = {}
     tic = time.perf_counter()
     model.train()
-    for iteration in range(start, end):
+    for iteration in range(start.iteration, end):
+        # Every process takes the same decision at the same step: any one's signal stops them all.
+        stop_now, time_due = distributed.any_across([stop.requested, saver.schedule.time_due()], ctx.device)
+        if stop_now or time_due:
+            saver.save(iteration)
+        if stop_now:
+            progress.close()
+            raise saver.interrupted(stop.signal_name or "a signal to another process", iteration)
         lr = learning_rate(cfg, iteration)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -291,34 +311,26 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
                 _log(out / "metrics.jsonl", {"iteration": done, "loss": loss_avg, "lr": lr,
                                              "seconds": round(time.perf_counter() - tic, 3)})
         if done % cfg.run.eval_every == 0 or done == end:
-            result = _evaluate_and_save(cfg, ctx, net, val_set, optimizer, amp.scaler, done, best, out)
-            best = max(best, result["miou"])
+            result = _evaluate(ctx, net, val_set, done, out)
+            saver.save(done, evaluation=result)
             model.train()
+        elif saver.schedule.iteration_due(done):
+            saver.save(done)
     progress.close()
-    distributed.teardown()
     return result
 
 
-def _evaluate_and_save(cfg, ctx, net, val_set, optimizer, scaler, iteration, best, out) -> dict[str, Any]:
+def _evaluate(ctx: distributed.Context, net: Segmenter, val_set, iteration: int, out: Path) -> dict[str, Any]:
     net.eval()
     predictor = Predictor(net, device=ctx.device)
-    scores = evaluate(predictor, val_set, rank=ctx.rank,
-                      world_size=ctx.world_size, progress=ctx.is_main)
-    miou = scores.miou
-    result = {"iteration": iteration, "miou": miou, "pixel_accuracy": scores.pixel_accuracy,
+    scores = evaluate(predictor, val_set, rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
+    result = {"iteration": iteration, "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
               "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(val_set.class_names, scores.iou,
                                                                              strict=True)}}
     if ctx.is_main:
         _log(out / "metrics.jsonl", {"eval": result})
-        tqdm.write(f"iteration {iteration}: mIoU {100 * miou:.2f}, pixel accuracy {100 * scores.pixel_accuracy:.2f}")
-        new_best = miou > best
-        net.metadata = net.metadata.replace(provenance={**net.metadata.provenance, "run": str(out),
-                                                        "iteration": iteration, "miou": miou})
-        state = pack_state(optimizer, scaler, iteration, max(best, miou))
-        save_checkpoint(net, out / "last", extra_files={STATE_FILE: state})
-        if new_best:
-            save_checkpoint(net, out / "best")
+        tqdm.write(f"iteration {iteration}: mIoU {100 * scores.miou:.2f}, "
+                   f"pixel accuracy {100 * scores.pixel_accuracy:.2f}")
         (out / "eval_classes.md").write_text(scores.table(val_set.class_names) + "\n")
         confusion_image(scores, val_set.class_names, out / "confusion.png")
-    distributed.barrier()
     return result

@@ -44,7 +44,8 @@ def _apply_umask(folder: Path) -> None:
 
 
 def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMetadata | None = None,
-                    extra_files: Mapping[str, bytes] | None = None) -> Path:
+                    extra_files: Mapping[str, bytes] | None = None,
+                    previous_to: str | os.PathLike | None = None) -> Path:
     """Write `net` (and its metadata) to the folder `path`, replacing it atomically.
 
     Args:
@@ -53,6 +54,9 @@ def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMeta
         metadata: classes, normalization, window... (required if `net.metadata` is None).
         extra_files: more files for the folder (e.g. a training state), written in the same
             atomic step so they always match the weights beside them.
+        previous_to: where the folder being replaced goes (renamed, not copied), instead of
+            being deleted: a crash at any point then leaves a whole checkpoint at `path` or at
+            `previous_to`. Must not exist yet.
     Returns:
         The folder written.
     """
@@ -65,6 +69,8 @@ def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMeta
         )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if previous_to is not None and Path(previous_to).exists():
+        raise FileExistsError(f"{previous_to} already exists; the checkpoint {target} replaces would overwrite it")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
@@ -84,13 +90,18 @@ def save_checkpoint(net: Segmenter, path: str | os.PathLike, metadata: ModelMeta
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
+        if previous_to is not None:
+            old = Path(previous_to)
+            old.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            old = target.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        if previous_to is None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

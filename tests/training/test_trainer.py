@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from model import load_segmenter
-from training.config import load_config
+from testkit.tiny_training import tiny_cfg
 from training.data.synthetic import write_dataset
 from training.state import STATE_FILE
 from training.trainer import train
@@ -23,17 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("synthetic"), train=8, val=2, size=64, seed=3)
-
-
-def tiny_cfg(root, out, **extra):
-    overrides = {
-        "model.variant": "Seg-T-Mask/16", "model.overrides": "{embed_dim: 64, depth: 2, num_heads: 1}",
-        "data.dataset": "custom", "data.root": str(root), "data.crop_size": 48, "data.base_size": "[64, 64]",
-        "data.workers": 0, "data.test_scale": "null", "optim.lr": 0.01, "run.batch_size": 4,
-        "run.iterations": 6, "run.eval_every": 3, "run.log_every": 1, "run.out_dir": str(out), "run.device": "cpu",
-    }
-    overrides.update(extra)
-    return load_config(None, [f"{k}={v}" for k, v in overrides.items()])
 
 
 def weights(folder):
@@ -118,7 +107,8 @@ run: {{iterations: 4, batch_size: 4, eval_every: 4, log_every: 2, out_dir: {tmp_
 def test_resume_says_what_it_does_and_refuses_a_changed_config(tmp_path, synthetic_root, capsys):
     out = tmp_path / "run"
     train(tiny_cfg(synthetic_root, out), stop_at=3)
-    with pytest.raises(FileExistsError, match="already holds a training run; continue it with --resume"):
+    with pytest.raises(FileExistsError, match=r"already holds a training run \(state saved at iteration 3 of 6\); "
+                       "continue it with --resume, start it over with --overwrite"):
         train(tiny_cfg(synthetic_root, out))  # a new run never overwrites one
     with pytest.raises(ValueError, match=r"run.iterations: 6 -> 300.*--allow-config-change"):
         train(tiny_cfg(synthetic_root, out, **{"run.iterations": 300}), resume=True)
