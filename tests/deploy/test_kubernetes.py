@@ -22,6 +22,8 @@ from service.main import create_app
 from service.metrics import ServiceMetrics
 from service.model_specs import ZOO_PREFIX, ModelsFile
 from service.settings import Settings
+from training.config import load_config
+from training.stop_signals import EXIT_INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -51,7 +53,7 @@ def _by_kind(docs: list[dict]) -> dict[str, dict]:
 CUSTOM_RESOURCES = ("monitoring.coreos.com/",)  # Prometheus Operator kinds: no upstream schema; checked below
 
 
-@pytest.mark.parametrize("folder", ["base", *OVERLAYS, "monitoring"])
+@pytest.mark.parametrize("folder", ["base", *OVERLAYS, "monitoring", "training"])
 def test_every_kustomization_builds_and_passes_the_schema_check(folder):
     import kubernetes_validate
 
@@ -170,3 +172,28 @@ def test_the_base_models_file_serves_the_bundled_demo_from_the_image():
     for spec in models.models:
         relative = Path(spec.checkpoint).relative_to("/opt/segmenter/models")
         assert (ROOT / "models" / relative / "segmenter.json").is_file()
+
+
+def test_the_training_job_resumes_in_every_replacement_pod(tmp_path):
+    resources = _by_kind(_kustomize(DEPLOY / "training"))
+    job, config_map = resources["Job"], resources["ConfigMap"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # The same command line continues the run in a new pod, or starts it in the first.
+    assert container["command"][:2] == ["segmenter", "train"] and container["command"][-2:] == ["--resume", "auto"]
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    ignored = [r["onExitCodes"]["values"] for r in rules if r["action"] == "Ignore" and "onExitCodes" in r]
+    assert ignored == [[EXIT_INTERRUPTED]]  # a pod stopped by SIGTERM saved its state: not a failure
+    assert any(c["type"] == "DisruptionTarget" for r in rules if r["action"] == "Ignore"
+               for c in r.get("onPodConditions", []))
+    assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] >= 120
+    # The experiment is the repository's, with the pod's paths; the run folder is on the volume.
+    (config_path,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config"]
+    assert container["command"][3] == f"{config_path}/train.yaml"
+    (tmp_path / "train.yaml").write_text(config_map["data"]["train.yaml"])
+    pod_cfg = load_config(tmp_path / "train.yaml")
+    repo_cfg = load_config(ROOT / "training" / "configs" / "ade20k_seg_b_mask_16.yaml",
+                           [f"data.root={pod_cfg.data.root}", f"run.out_dir={pod_cfg.run.out_dir}"])
+    assert pod_cfg == repo_cfg
+    (runs,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "runs"]
+    assert pod_cfg.run.out_dir.startswith(runs + "/")
