@@ -95,12 +95,14 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stopped:
         if os.environ.get("RANK", "0") == "0":
             script = Path(sys.argv[0]).name == "train.py"
-            again = ["python", "training/train.py"] if script else ["segmenter", "train"]
+            again = ["python", sys.argv[0]] if script else ["segmenter", "train"]
             again += ["--config", str(args.config), "--resume", *overrides]
+            again += ["--stop-at", str(args.stop_at)] if args.stop_at else []
             torchrun = " (under torchrun: the same torchrun command with --resume)" if "LOCAL_RANK" in os.environ \
                 else ""
+            saved = "state saved" if stopped.checkpoint else "nothing to save yet"
             print(f"{stopped}\ncontinue with: {shlex.join(again)}{torchrun}\n"
-                  f"(exit code {stopped.exit_code}: stopped on a signal, state saved)", file=sys.stderr)
+                  f"(exit code {stopped.exit_code}: stopped on a signal, {saved})", file=sys.stderr)
         return stopped.exit_code
     if result:
         print(f"mIoU {100 * result['miou']:.2f} at iteration {result['iteration']} -> {cfg.run.out_dir}")

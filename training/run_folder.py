@@ -26,8 +26,8 @@ from training.saved_states import (
     LAST,
     SavedState,
     newest_state,
-    remove_unfinished_writes,
-    set_aside_unreadable_last,
+    recover_interrupted_writes,
+    set_aside_newer_than,
 )
 
 Resume = Literal[False, True, "auto"]
@@ -63,12 +63,11 @@ def plan_run(cfg: TrainConfig, out: Path, resume: Resume, overwrite: bool = Fals
     if overwrite and resume:
         raise ValueError("--overwrite starts the run over and --resume continues it: pass one of them")
     notes: list[str] = []
-    if not resume and not overwrite:
-        restarts = {v: os.environ[v] for v in RESTART_VARIABLES if os.environ.get(v, "0") not in ("", "0")}
-        if restarts:
-            resume = "auto"
-            notes.append(f"restarted ({', '.join(f'{k}={v}' for k, v in restarts.items())}): resuming the saved "
-                         "state if there is one, as --resume auto")
+    restarts = {v: os.environ[v] for v in RESTART_VARIABLES if os.environ.get(v, "0") not in ("", "0")}
+    if restarts and resume is not True:  # a restart continues what its first start began, --overwrite too
+        resume, overwrite = "auto", False
+        notes.append(f"restarted ({', '.join(f'{k}={v}' for k, v in restarts.items())}): resuming the saved "
+                     "state if there is one, as --resume auto")
     saved, skipped = newest_state(out)
     notes += [f"skipped a saved state that does not read back: {line}" for line in skipped]
     has_config = (out / "config.yaml").is_file()
@@ -102,9 +101,8 @@ def plan_run(cfg: TrainConfig, out: Path, resume: Resume, overwrite: bool = Fals
 
 
 def prepare_folder(out: Path, start: RunStart) -> list[str]:
-    """Act on a plan (one process only): delete for --overwrite, clear interrupted writes, set
-    aside an unreadable `last/`. Returns what it did, to print."""
-    done: list[str] = []
+    """Act on a plan (one process only): delete for --overwrite, undo interrupted writes, set aside
+    the unreadable states newer than the one the run continues from. Returns what it did, to print."""
     if start.overwrite:
         for name in RUN_FILES:
             path = out / name
@@ -112,13 +110,7 @@ def prepare_folder(out: Path, start: RunStart) -> list[str]:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    removed = remove_unfinished_writes(out)
-    if removed:
-        done.append(f"removed {len(removed)} checkpoint write(s) a crash left unfinished: "
-                    + ", ".join(p.name for p in removed))
-    if start.saved is not None and start.saved.folder != out / LAST and (out / LAST).exists():
-        done.append(f"{out / LAST} does not read back; kept as {set_aside_unreadable_last(out)}")
-    return done
+    return recover_interrupted_writes(out) + set_aside_newer_than(out, start.saved)
 
 
 def _check_same_config(old: TrainConfig, new: TrainConfig, out: Path, allowed: bool, notes: list[str]) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 from model import Segmenter, save_checkpoint
 from training.state import STATE_FILE, load_state
 
@@ -62,38 +64,61 @@ def newest_state(out: Path) -> tuple[SavedState | None, list[str]]:
             skipped.append(f"{folder}: {', '.join(missing)} missing")
             continue
         try:
+            with safe_open(folder / "model.safetensors", framework="pt") as weights:  # the header only
+                weights.keys()
             return SavedState(folder, load_state(folder)), skipped
         except Exception as exc:  # a torn or foreign file: say so, look further back
-            skipped.append(f"{folder}: {STATE_FILE} unreadable ({type(exc).__name__}: {exc})")
+            skipped.append(f"{folder}: unreadable ({type(exc).__name__}: {exc})")
     return None, skipped
 
 
-def remove_unfinished_writes(out: Path) -> list[Path]:
-    """Delete the temporary folders of checkpoint writes a crash interrupted; returns them."""
-    removed = [p for p in out.iterdir() if p.is_dir() and _UNFINISHED.match(p.name)] if out.is_dir() else []
-    for p in removed:
-        shutil.rmtree(p)
-    return removed
+def recover_interrupted_writes(out: Path) -> list[str]:
+    """Undo what a crash inside `save_checkpoint` left: a temporary folder is deleted; a replaced
+    folder (`.best.old`) whose replacement never arrived is renamed back. Returns what was done."""
+    done = []
+    for p in sorted(out.iterdir()) if out.is_dir() else []:
+        if not (p.is_dir() and _UNFINISHED.match(p.name)):
+            continue
+        target = out / p.name.split(".")[1]
+        if p.name.endswith(".old") and not target.exists():
+            p.rename(target)
+            done.append(f"restored {target} from {p.name}, where a crash left it")
+        else:
+            shutil.rmtree(p)
+            done.append(f"removed {p.name}, a checkpoint write a crash left unfinished")
+    return done
 
 
-def set_aside_unreadable_last(out: Path) -> Path | None:
-    """Rename a `last/` that `newest_state` skipped to `last.unreadable-N` (kept, not deleted)."""
-    last = out / LAST
-    if not last.exists():
-        return None
+def set_aside(folder: Path) -> Path:
+    """Rename a saved state that does not read back to `NAME.unreadable-N`: kept, never pruned."""
     n = 1
-    while (aside := out / f"{LAST}.unreadable-{n}").exists():
+    while (aside := folder.with_name(f"{folder.name}.unreadable-{n}")).exists():
         n += 1
-    last.rename(aside)
+    folder.rename(aside)
     return aside
 
 
-def save_state(net: Segmenter, out: Path, state: bytes, previous_iteration: int | None, keep: int) -> Path:
-    """Write `net` + `state` as the new `last/`; keep the `keep - 1` previous states, prune older ones."""
+def set_aside_newer_than(out: Path, start: SavedState | None) -> list[str]:
+    """Before a run continues from `start` (None: iteration 0), set aside the states that would
+    otherwise shadow it: an unreadable `last/`, and history at or after its iteration."""
+    iteration = start.iteration if start else 0
+    stale = [folder for it, folder in _history(out) if it >= iteration and (start is None or folder != start.folder)]
+    if (out / LAST).exists() and (start is None or start.folder != out / LAST):
+        stale.insert(0, out / LAST)
+    return [f"{folder} does not read back; kept as {set_aside(folder)}" for folder in stale]
+
+
+def save_state(net: Segmenter, out: Path, state: bytes, iteration: int, previous_iteration: int | None,
+               keep: int) -> Path:
+    """Write `net` + `state` (after `iteration` steps) as the new `last/`; the `last/` it replaces
+    joins the history unless it holds the same iteration (re-saved with its evaluation); the
+    history is pruned to the `keep - 1` newest."""
     last = out / LAST
-    previous = history_folder(out, previous_iteration) if last.exists() and previous_iteration is not None else None
-    if previous is not None and previous.exists():  # an older copy of the very state `last` holds
-        shutil.rmtree(previous)
+    previous = None
+    if last.exists() and previous_iteration is not None and previous_iteration != iteration:
+        previous = history_folder(out, previous_iteration)
+        if previous.exists():  # an older copy of the very state `last` holds
+            shutil.rmtree(previous)
     save_checkpoint(net, last, extra_files={STATE_FILE: state}, previous_to=previous)
     for _, folder in _history(out)[max(keep - 1, 0):]:
         shutil.rmtree(folder)

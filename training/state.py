@@ -20,19 +20,23 @@ import torch
 STATE_FILE = "train_state.pt"
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's RNG states. Of CUDA's, only `device`'s: under torchrun each process advances
+    its own GPU's generator (every process is seeded alike, so rank 0's serves them all)."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
+    if isinstance(state["cuda"], torch.Tensor) and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    elif state["cuda"] and device.type == "cuda":  # saved by earlier versions: a list, every GPU's
         torch.cuda.set_rng_state_all(state["cuda"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
@@ -41,10 +45,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def pack_state(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, iteration: int,
-               best_miou: float, world_size: int) -> bytes:
+               best_miou: float, world_size: int, device: torch.device) -> bytes:
     buffer = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "iteration": iteration, "best_miou": best_miou, "rng": rng_state(), "world_size": world_size},
+                "iteration": iteration, "best_miou": best_miou, "rng": rng_state(device), "world_size": world_size},
                buffer)
     return buffer.getvalue()
 

@@ -99,12 +99,15 @@ def trim_log(path: Path, iteration: int) -> None:
     """Drop the records of iterations after `iteration`: a resumed run logs them again."""
     if not path.is_file():
         return
-    def logged_at(line: str) -> int:
-        record = json.loads(line)
-        return record["iteration"] if "iteration" in record else record["eval"]["iteration"]
+    def logged_at(line: str) -> int | None:
+        try:
+            record = json.loads(line)
+            return record["iteration"] if "iteration" in record else record["eval"]["iteration"]
+        except (ValueError, KeyError, TypeError):  # a line a crash cut short: dropped
+            return None
 
     lines = path.read_text().splitlines()
-    keep = [line for line in lines if logged_at(line) <= iteration]
+    keep = [line for line in lines if (at := logged_at(line)) is not None and at <= iteration]
     if len(keep) != len(lines):
         tmp = path.with_name(path.name + ".partial")
         tmp.write_text("".join(line + "\n" for line in keep))
@@ -154,7 +157,7 @@ def restore(saved: SavedState, net: Segmenter, optimizer: torch.optim.Optimizer,
     optimizer.load_state_dict(state["optimizer"])
     if amp.scaler and state["scaler"]:
         amp.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    set_rng_state(state["rng"], ctx.device)
     saved_world = state.get("world_size", ctx.world_size)
     if saved_world != ctx.world_size and ctx.is_main:
         print(f"note: the state was saved by {saved_world} process(es), this run has {ctx.world_size}: the "
@@ -189,13 +192,17 @@ class StateSaver:
         self.cfg, self.ctx, self.out, self.net, self.optimizer, self.amp = cfg, ctx, out, net, optimizer, amp
         self.best, self.first = best, start.iteration
         self.saved_at: int | None = start.iteration if start.saved else None
+        self.saved_in: Path | None = start.saved.folder if start.saved else None
         self.schedule = CheckpointSchedule(cfg.run.checkpoint_every, cfg.run.checkpoint_minutes, clock)
         self.provenance = dict(net.metadata.provenance)
 
     def save(self, iteration: int, evaluation: dict[str, Any] | None = None) -> None:
-        """The state after `iteration` steps as `last/` (and `best/` on a new best evaluation)."""
+        """The state after `iteration` steps as `last/` (and `best/` on a new best evaluation).
+
+        Without an evaluation, a state already saved (or a run that took no step yet) is not written again.
+        """
         if evaluation is None and iteration in (self.saved_at, self.first):
-            return  # already saved, or no step taken by this process yet
+            return
         if self.ctx.is_main:
             provenance = {**self.provenance, "run": str(self.out), "iteration": iteration}
             if evaluation is not None:
@@ -203,25 +210,25 @@ class StateSaver:
             self.net.metadata = self.net.metadata.replace(provenance=provenance)
             new_best = evaluation is not None and evaluation["miou"] > self.best
             self.best = max(self.best, evaluation["miou"]) if evaluation else self.best
-            state = pack_state(self.optimizer, self.amp.scaler, iteration, self.best, self.ctx.world_size)
-            save_state(self.net, self.out, state, self.saved_at, self.cfg.run.keep_checkpoints)
+            state = pack_state(self.optimizer, self.amp.scaler, iteration, self.best, self.ctx.world_size,
+                               self.ctx.device)
+            save_state(self.net, self.out, state, iteration, self.saved_at, self.cfg.run.keep_checkpoints)
             if new_best:
                 save_checkpoint(self.net, self.out / "best")
         elif evaluation is not None:
             self.best = max(self.best, evaluation["miou"])
-        self.saved_at = iteration
+        self.saved_at, self.saved_in = iteration, self.out / "last"
         self.schedule.saved()
         distributed.barrier()
 
-    def interrupted(self, signal_name: str, iteration: int) -> TrainingInterrupted:
+    def interrupted(self, signal_name: str, iteration: int, note: str = "") -> TrainingInterrupted:
         total = self.cfg.run.iterations
-        if self.saved_at is None:
+        if self.saved_in is None:
             return TrainingInterrupted(
                 f"stopped by {signal_name} before the first iteration: nothing to save, the run starts over with "
                 "--resume", signal_name, iteration, None)
-        where = self.out / "last"
         return TrainingInterrupted(f"stopped by {signal_name} after iteration {iteration} of {total}; the state is "
-                                   f"saved in {where}", signal_name, iteration, str(where))
+                                   f"saved in {self.saved_in}{note}", signal_name, iteration, str(self.saved_in))
 
 
 def train(cfg: TrainConfig, resume: Resume = False, stop_at: int | None = None, allow_config_change: bool = False,
@@ -241,6 +248,7 @@ def train(cfg: TrainConfig, resume: Resume = False, stop_at: int | None = None, 
     try:
         out = Path(cfg.run.out_dir)
         start = plan_run(cfg, out, resume, overwrite, allow_config_change)
+        distributed.barrier()  # every process has read the folder before one of them changes it
         end = min(stop_at or cfg.run.iterations, cfg.run.iterations)
         if ctx.is_main:
             for line in start.notes:
@@ -311,6 +319,12 @@ def _run(cfg: TrainConfig, ctx: distributed.Context, out: Path, start: RunStart,
                 _log(out / "metrics.jsonl", {"iteration": done, "loss": loss_avg, "lr": lr,
                                              "seconds": round(time.perf_counter() - tic, 3)})
         if done % cfg.run.eval_every == 0 or done == end:
+            # Saved first: a signal or a kill during a long evaluation (minutes on ADE20K) loses nothing.
+            saver.save(done)
+            if distributed.any_across([stop.requested], ctx.device)[0]:
+                progress.close()
+                raise saver.interrupted(stop.signal_name or "a signal to another process", done,
+                                        f" (its evaluation at iteration {done} was skipped)")
             result = _evaluate(ctx, net, val_set, done, out)
             saver.save(done, evaluation=result)
             model.train()
@@ -323,7 +337,10 @@ def _run(cfg: TrainConfig, ctx: distributed.Context, out: Path, start: RunStart,
 def _evaluate(ctx: distributed.Context, net: Segmenter, val_set, iteration: int, out: Path) -> dict[str, Any]:
     net.eval()
     predictor = Predictor(net, device=ctx.device)
-    scores = evaluate(predictor, val_set, rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
+    # Whatever evaluation draws, training's random stream must not see: a run stopped before an
+    # evaluation (and so resumed without it) continues exactly as one that evaluated.
+    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+        scores = evaluate(predictor, val_set, rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
     result = {"iteration": iteration, "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
               "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(val_set.class_names, scores.iou,
                                                                              strict=True)}}

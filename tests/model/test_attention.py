@@ -32,7 +32,10 @@ def test_attention_equals_the_authors_get_attention_map(official, part, layers, 
         with torch.inference_mode():
             expected = official_attention_map(reference, padded, layer, part)
         assert maps.attention.shape == expected.shape
-        torch.testing.assert_close(maps.attention, expected, atol=1e-5, rtol=0)
+        # Probabilities through up to 5 layers of float32 arithmetic in another order (fused SDPA vs
+        # an explicit softmax): |Δ| ≤ 1.91e-5 over 8 weight seeds × 4 image seeds × both sizes, every
+        # layer, 1 and 2 threads alike (320 comparisons; deterministic per input). 5e-5 leaves room.
+        torch.testing.assert_close(maps.attention, expected, atol=5e-5, rtol=0)
         torch.testing.assert_close(maps.attention.sum(-1), torch.ones_like(maps.attention.sum(-1)))
 
 

@@ -37,7 +37,8 @@ def data(tmp_path_factory):
 
 
 def long_cfg(root, out, **extra):
-    base = {"run.iterations": ITERATIONS, "run.eval_every": ITERATIONS, "run.checkpoint_every": 0,
+    # Evaluations inside the run, so a signal can also land in or right before one.
+    base = {"run.iterations": ITERATIONS, "run.eval_every": 40, "run.checkpoint_every": 0,
             "run.checkpoint_minutes": 0}
     return tiny_cfg(root, out, **{**base, **extra})
 
@@ -101,6 +102,7 @@ def signal_when_logged(command: list[str], log: Path, iteration: int, sig: signa
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1], ids=lambda s: s.name)
 def test_a_signal_at_a_random_iteration_saves_and_the_resumed_run_is_bit_equal(sig, data, straight, tmp_path):
     at = random.randint(5, ITERATIONS // 2)
+    print(f"signalling at iteration {at} or just after")  # shown if the test fails
     out = tmp_path / "run"
     # SIGINT goes to the whole process group with two loader workers, as a terminal's Ctrl-C does.
     workers = 2 if sig == signal.SIGINT else 0
@@ -244,6 +246,7 @@ def test_torchrun_two_processes_stop_together_on_sigterm(data, tmp_path):
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     at = random.randint(3, iterations // 3)
+    print(f"signalling at iteration {at} or just after")
     # SIGTERM to torchrun, as Kubernetes or SLURM sends it: torchrun passes it to both workers.
     stopped = signal_when_logged(torchrun("run"), tmp_path / "run" / "metrics.jsonl", at, signal.SIGTERM, env=env)
     match = re.search(rf"stopped by SIGTERM after iteration (\d+) of {iterations}", stopped.stderr)

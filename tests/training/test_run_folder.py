@@ -130,3 +130,71 @@ def test_checkpoint_every_saves_on_iterations_and_a_stopped_clock_never(data, tm
              "run.keep_checkpoints": 10}
     train(tiny_cfg(data, out, **extra), clock=lambda: 0.0)
     assert saved_iterations(out) == [2, 4, 6] and newest_state(out)[0].iteration == 7
+
+
+def test_keep_one_holds_no_history(data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out, **{"run.checkpoint_every": 1, "run.keep_checkpoints": 1}))
+    assert saved_iterations(out) == [] and newest_state(out)[0].iteration == 6
+
+
+def test_an_unreadable_newest_state_is_set_aside_and_the_one_before_used(data, straight, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out, **{"run.checkpoint_every": 1}), stop_at=4)
+    (out / "last" / "model.safetensors").write_bytes(b"not safetensors")  # a disk that lied
+    with open(out / "metrics.jsonl", "a") as log:
+        log.write('{"iteration": 5, "lo')  # a line a crash cut short
+    saved, skipped = newest_state(out)
+    assert saved.iteration == 3 and saved.folder.name == "iter_0000003" and "unreadable" in skipped[0]
+    train(tiny_cfg(data, out, **{"run.checkpoint_every": 1}), resume=True)
+    printed = capsys.readouterr().out
+    assert f"{out / 'last'} does not read back; kept as {out / 'last.unreadable-1'}" in printed
+    assert f"resuming {out} from iteration 3 of 6 ({saved.folder})" in printed
+    assert (out / "last.unreadable-1" / "model.safetensors").read_bytes() == b"not safetensors"  # nothing lost
+    assert same_weights(straight, out / "last")
+    logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in logged if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_best_checkpoint_a_crash_left_aside_is_restored(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out), stop_at=3)
+    (out / "best").rename(out / ".best.old")  # the crash fell between save_checkpoint's two renames
+    (out / ".last.x1y2z3").mkdir()  # and an unfinished write of last/
+    train(tiny_cfg(data, out), resume=True)
+    printed = capsys.readouterr().out
+    assert "restored" in printed and "removed .last.x1y2z3" in printed
+    assert (out / "best" / "model.safetensors").is_file() and not list(out.glob(".*"))
+
+
+def test_overwrite_in_a_restarted_job_resumes_instead(data, straight, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out), overwrite=True, stop_at=3)  # the first start
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    train(tiny_cfg(data, out), overwrite=True)  # the requeued script, as written
+    assert f"resuming {out} from iteration 3 of 6" in capsys.readouterr().out
+    assert same_weights(straight, out / "last")
+
+
+def test_a_signal_before_an_evaluation_skips_it_and_resumes_exactly(data, straight, tmp_path, monkeypatch):
+    import signal
+
+    import training.trainer as trainer
+    from training.stop_signals import TrainingInterrupted
+
+    real_step, steps = trainer.train_step, []
+
+    def step_then_sigterm(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 3:  # the step before the evaluation at iteration 3
+            signal.raise_signal(signal.SIGTERM)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match=r"after iteration 3 of 6; .*evaluation at iteration 3 was skipped"):
+        train(tiny_cfg(data, out))
+    monkeypatch.undo()
+    assert newest_state(out)[0].iteration == 3 and not (out / "best").exists()
+    train(tiny_cfg(data, out), resume=True)
+    assert same_weights(straight, out / "last")
