@@ -191,15 +191,12 @@ def parse_pixel(text: str) -> tuple[int, int]:
     return x, y
 
 
-def class_index(text: str, class_names: tuple[str, ...]) -> int:
-    """A class given by name (any case) or id -> its id; ValueError listing the classes."""
-    names = {name.lower(): i for i, name in enumerate(class_names)}
-    if text.lower() in names:
-        return names[text.lower()]
-    if text.isdigit() and int(text) < len(class_names):
-        return int(text)
-    raise ValueError(f"unknown class {text!r}; the model's classes: {', '.join(class_names[:30])}"
-                     + (" ..." if len(class_names) > 30 else ""))
+def one_class(text: str, metadata) -> int:
+    """--class: a class name (any case) or id -> its id."""
+    ids = metadata.class_ids(text)
+    if len(ids) != 1:
+        raise ValueError(f"--class takes one class, got {len(ids)} ({text!r})")
+    return ids[0]
 
 
 def run_attention(args: argparse.Namespace) -> int:
@@ -210,7 +207,7 @@ def run_attention(args: argparse.Namespace) -> int:
     net = load_segmenter(args.checkpoint)
     predictor = Predictor(net)
     part = args.part or ("decoder" if args.class_name is not None else "encoder")
-    class_id = class_index(args.class_name, net.metadata.class_names) if args.class_name is not None else None
+    class_id = one_class(args.class_name, net.metadata) if args.class_name is not None else None
     result = image_attention(predictor, read_image(args.image), args.layer, part, args.pixel, class_id, args.scale)
     target = f"class-{class_id}" if class_id is not None else f"pixel-{args.pixel[0]}-{args.pixel[1]}"
     args.out.mkdir(parents=True, exist_ok=True)

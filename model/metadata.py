@@ -115,6 +115,25 @@ class ModelMetadata:
         kwargs.setdefault("window_stride", kwargs.get("window_size", 512))  # no overlap unless asked
         return cls(class_names=tuple(class_names), palette=tuple(map(tuple, palette)), **kwargs)
 
+    def class_ids(self, text: str) -> tuple[int, ...]:
+        """Classes named in `text` ("cat,dog", "3,7", or both mixed; names in any case) -> sorted ids.
+
+        The one class-name resolver of the CLI, the service and the Python API. ValueError naming
+        an unknown class and where the classes are listed.
+        """
+        by_name = {name.strip().lower(): i for i, name in enumerate(self.class_names)}
+        ids = set()
+        for item in (part.strip() for part in text.split(",")):
+            if item.isdigit() and int(item) < self.num_classes:
+                ids.add(int(item))
+            elif item.lower() in by_name:
+                ids.add(by_name[item.lower()])
+            else:
+                known = ", ".join(self.class_names[:20]) + (" ..." if self.num_classes > 20 else "")
+                raise ValueError(f"unknown class {item!r}; give names or ids 0..{self.num_classes - 1} "
+                                 f"(this model's classes: {known})")
+        return tuple(sorted(ids))
+
     def replace(self, **changes: Any) -> ModelMetadata:
         return dataclasses.replace(self, **changes)
 

@@ -52,9 +52,10 @@ def mask_to_image(mask: np.ndarray, palette: Palette) -> Image.Image:
     """A PNG-ready image whose pixel values are the class ids.
 
     Up to 256 classes: mode "P" with the palette attached (viewers show colours, readers get
-    ids). Above: 16-bit greyscale ("I;16"), ids unchanged.
+    ids). Above, or when a value does not fit 8 bits (65535, "not selected" of a 256-class
+    model): 16-bit greyscale ("I;16"), ids unchanged.
     """
-    if len(palette) <= 256:
+    if len(palette) <= 256 and int(mask.max(initial=0)) < 256:
         img = Image.fromarray(mask.astype(np.uint8))  # "L"; putpalette turns it into "P"
         colours = [int(v) for colour in palette for v in colour]
         # A full 256-entry palette keeps the PNG 8-bit: with a short one Pillow writes fewer bits

@@ -31,7 +31,8 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
 
 
 def not_selected(metadata: ModelMetadata) -> int:
-    """The mask value of pixels outside a `classes` selection: 255 (8-bit masks), 65535 (16-bit)."""
+    """The mask value of pixels outside a `classes` selection: 255 up to 255 classes; above, 65535
+    (a 256-class model's ids fill 8 bits: its selected masks become 16-bit)."""
     return 255 if metadata.num_classes <= 255 else 65535
 
 
@@ -39,25 +40,19 @@ def select_classes(text: str | None, metadata: ModelMetadata) -> tuple[int, ...]
     """`classes` ("cat,dog", "3,7", or both mixed) -> class ids; None: all. 422 naming an unknown one."""
     if text is None:
         return None
-    by_name = {name.strip().lower(): i for i, name in enumerate(metadata.class_names)}
-    ids = []
-    for item in (part.strip() for part in text.split(",")):
-        if item.isdigit() and int(item) < metadata.num_classes:
-            ids.append(int(item))
-        elif item.lower() in by_name:
-            ids.append(by_name[item.lower()])
-        else:
-            known = ", ".join(metadata.class_names[:20]) + (" ..." if metadata.num_classes > 20 else "")
-            raise ServiceError(422, "invalid_parameters", f"classes: unknown class {item!r}; give names or ids "
-                               f"0..{metadata.num_classes - 1} (GET /models lists them: {known})")
-    return tuple(sorted(set(ids)))
+    try:
+        return metadata.class_ids(text)
+    except ValueError as exc:
+        raise ServiceError(422, "invalid_parameters", f"classes: {exc}; GET /models lists them") from None
 
 
 def keep_only(mask: np.ndarray, selected: tuple[int, ...] | None, metadata: ModelMetadata) -> np.ndarray:
     """The mask with pixels of unselected classes set to `not_selected`."""
     if selected is None:
         return mask
-    return np.where(np.isin(mask, selected), mask, not_selected(metadata)).astype(mask.dtype)
+    outside = not_selected(metadata)
+    dtype = mask.dtype if outside <= np.iinfo(mask.dtype).max else np.dtype(np.uint16)
+    return np.where(np.isin(mask, selected), mask.astype(dtype), np.array(outside, dtype))
 
 
 def classes_present(mask: np.ndarray, metadata: ModelMetadata) -> list[dict]:

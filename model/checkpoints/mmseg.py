@@ -136,12 +136,12 @@ def file_setup(meta: Any) -> TestSetup:
     return test_setup(text) if text else TestSetup()
 
 
-def metadata_from_meta(meta: Any, config: SegmenterConfig, source: str) -> ModelMetadata:
+def metadata_from_meta(meta: Any, config: SegmenterConfig, source: str, setup: TestSetup) -> ModelMetadata:
+    """Classes, palette, normalization and window of an mmseg file (`setup`: its config, parsed once)."""
     meta = meta if isinstance(meta, dict) else {}
     dataset_meta = meta.get("dataset_meta") or {}
     names = dataset_meta.get("classes") or meta.get("CLASSES")
     palette = dataset_meta.get("palette") or meta.get("PALETTE")
-    setup = file_setup(meta)
     dataset = _BUNDLED_BY_COUNT.get(config.num_classes)
     window = setup.window or config.image_size
     test_scale = setup.test_scale
@@ -164,7 +164,8 @@ def metadata_from_meta(meta: Any, config: SegmenterConfig, source: str) -> Model
 def load_mmseg_checkpoint(data: dict, path: Path) -> Segmenter:
     """Build and load a Segmenter from an mmseg checkpoint already read with weights_only=True."""
     state = convert_state(data["state_dict"])
-    config = config_from_state(state, str(path), file_setup(data.get("meta")))
-    net = Segmenter(config, metadata=metadata_from_meta(data.get("meta"), config, str(path)))
+    setup = file_setup(data.get("meta"))  # the stored config, parsed once for both uses
+    config = config_from_state(state, str(path), setup)
+    net = Segmenter(config, metadata=metadata_from_meta(data.get("meta"), config, str(path), setup))
     load_weights_strict(net, state, str(path))
     return net.eval()

@@ -118,7 +118,7 @@ class WindowPlan:
         if len(merged) == 1:
             view = merged[0].flip(dims=(2,)) if self.views[0].flip else merged[0]
             return _argmax_resized(view, self.image_size, should_stop)
-        return self._strips(merged, should_stop)[0]
+        return self._strips(merged, should_stop, with_confidence=False)[0]
 
     def class_ids_and_confidence(self, logits: Logits, should_stop: StopCheck | None = None
                                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,21 +134,27 @@ class WindowPlan:
             merged.append(self.merged(view, groups))
         return merged
 
-    def _strips(self, merged: list[torch.Tensor], should_stop: StopCheck | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """argmax and max of the mean softmax of the views, resized, a strip of rows at a time."""
+    def _strips(self, merged: list[torch.Tensor], should_stop: StopCheck | None, with_confidence: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """argmax (and, `with_confidence`, max) of the mean softmax of the views, resized, a strip
+        of rows at a time."""
         height, width = self.image_size
         num_classes = merged[0].shape[0]
         rows = max(1, _STRIP_BYTES // (8 * num_classes * width))
         ids = torch.empty((height, width), dtype=torch.int64, device=merged[0].device)
-        confidence = torch.empty((height, width), dtype=torch.float32, device=merged[0].device)
+        confidence = torch.empty((height, width), dtype=torch.float32, device=merged[0].device) \
+            if with_confidence else None
         for top in range(0, height, rows):
             _stop_if(should_stop)
             bottom = min(height, top + rows)
             strip = sum(_view_strip(m, v.flip, self.image_size, top, bottom).softmax(dim=0)
                         for m, v in zip(merged, self.views, strict=True))
-            best = (strip / len(merged)).max(dim=0)
-            ids[top:bottom], confidence[top:bottom] = best.indices, best.values
+            mean = strip / len(merged)  # divided as `probabilities` does, so float ties fall alike
+            if confidence is None:
+                ids[top:bottom] = mean.argmax(dim=0)  # the first maximum, as max(dim=0).indices
+            else:
+                best = mean.max(dim=0)
+                ids[top:bottom], confidence[top:bottom] = best.indices, best.values
         return ids, confidence
 
 

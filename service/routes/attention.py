@@ -58,18 +58,43 @@ async def attention(request: Request, pool: PoolDep, settings: SettingsDep, metr
             except ImageError as exc:
                 raise image_error(exc) from exc
             cost = served.loaded.predictor.cost(height, width, scale=options.scale).bytes
-            async with served.admission.reserve(cost):
-                work = asyncio.get_running_loop().run_in_executor(executor, _attention, served, data, options,
-                                                                  settings.max_image_pixels)
-                try:
-                    response = await asyncio.wait_for(work, settings.request_timeout_s)
-                except TimeoutError as exc:
-                    raise ServiceError(504, "timeout", f"the request took longer than "
-                                       f"{settings.request_timeout_s:g} s") from exc
+            work = asyncio.create_task(_reserve_and_run(served, executor, cost, data, options,
+                                                        settings.max_image_pixels))
+            try:
+                response = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout_s)
+            except TimeoutError as exc:
+                _abandon(request, work)
+                raise ServiceError(504, "timeout", f"the request took longer than "
+                                   f"{settings.request_timeout_s:g} s") from exc
+            except asyncio.CancelledError:  # the server is stopping: the thread still runs to its end
+                _abandon(request, work)
+                raise
             outcome.status = response.status_code
             return response
     finally:
         await request.close()
+
+
+async def _reserve_and_run(served, executor, cost: int, data: bytes, options: AttentionOptions,
+                           max_pixels: int) -> Response:
+    """The attention forward on a pool thread, its memory reserved until that thread returns."""
+    async with served.admission.reserve(cost):
+        return await asyncio.get_running_loop().run_in_executor(executor, _attention, served, data, options,
+                                                                max_pixels)
+
+
+def _abandon(request: Request, work: asyncio.Task) -> None:
+    """A timed-out request's work: one forward pass that cannot stop halfway, so it runs on, holding
+    its memory reservation, and is tracked (`app.state.abandoned`) until it ends."""
+    abandoned: set[asyncio.Task] = request.app.state.abandoned
+    abandoned.add(work)
+
+    def finished(task: asyncio.Task) -> None:
+        abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # nobody awaits it any more: its error has no one to reach
+
+    work.add_done_callback(finished)
 
 
 def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) -> Response:
@@ -80,7 +105,11 @@ def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) 
         raise image_error(exc) from exc
     class_id = None
     if options.target_class is not None:
-        (class_id,) = select_classes(options.target_class, predictor.metadata)
+        ids = select_classes(options.target_class, predictor.metadata)
+        if len(ids) != 1:
+            raise ServiceError(422, "invalid_parameters", f"class: one class, whose token's attention to draw; got "
+                               f"{len(ids)} ({options.target_class!r})")
+        (class_id,) = ids
     part = options.part or ("decoder" if class_id is not None else "encoder")
     pixel = tuple(int(v) for v in options.pixel.split(",")) if options.pixel else None
     try:

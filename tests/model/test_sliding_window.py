@@ -97,3 +97,32 @@ def test_window_plan_gives_the_same_answer_whatever_the_batching():
     torch.testing.assert_close(plan.probabilities(back), plan.probabilities(together), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="do not match the plan's groups"):
         plan.probabilities(together[:-1])
+
+
+def test_multiscale_class_ids_compute_no_confidence_map_and_equal_those_with_it():
+    """`class_ids` of several views: the same ids as `class_ids_and_confidence`, without its
+    H×W float map (it used to compute one and drop it)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Outputs(TorchDispatchMode):  # every tensor an aten op returns: shape and dtype
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self.seen.add((tuple(t.shape), t.dtype))
+            return out
+
+    predictor = Predictor(tiny_segmenter(), max_windows=1000)
+    rgb = np.random.default_rng(2).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    plan = predictor.prepare(rgb, multiscale=True)
+    logits = [predictor.forward_windows(group) for group in plan.groups]
+    with Outputs() as ids_only:
+        ids = plan.class_ids(logits)
+    with Outputs() as both:
+        expected, _ = plan.class_ids_and_confidence(logits)
+    assert torch.equal(ids, expected)
+    assert ((70, 90), torch.float32) in both.seen and ((70, 90), torch.float32) not in ids_only.seen

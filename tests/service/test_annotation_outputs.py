@@ -63,3 +63,21 @@ def test_a_class_selection_limits_every_output(client, checkpoints):
     np.testing.assert_array_equal(mask, np.where(full == keep, keep, 255))
     response = post_image(client, encode(rgb), classes="class1,nope")
     assert response.status_code == 422 and "unknown class 'nope'" in response.json()["error"]["message"]
+
+
+def test_a_256_class_model_marks_unselected_pixels_with_no_real_class():
+    """Ids 0..255 fill 8 bits: "not selected" must not read as class 255."""
+    import io
+
+    from PIL import Image
+
+    from model import ModelMetadata
+    from service.outputs import keep_only, render_mask, select_classes
+
+    metadata = ModelMetadata.for_classes([f"c{i}" for i in range(256)])
+    mask = np.random.default_rng(0).integers(0, 256, (40, 50)).astype(np.uint8)
+    mask[0, :3] = (7, 255, 9)
+    kept = keep_only(mask, select_classes("c7,c9", metadata), metadata)
+    decoded = np.asarray(Image.open(io.BytesIO(render_mask(kept, metadata))))
+    assert decoded.shape == mask.shape and decoded[0, 0] == 7 and decoded[0, 2] == 9
+    assert decoded[0, 1] == 65535 and not np.isin(decoded[~np.isin(mask, (7, 9))], range(256)).any()

@@ -59,3 +59,44 @@ def test_segment_answers_the_same_after_attention_on_the_same_model(client, chec
     assert answer.status_code == 200  # the attention hooks are gone: the model segments as before
     np.testing.assert_array_equal(np.asarray(decode_png(answer.content)),
                                   reference_predictor(checkpoints, "tiny-16").predict(rgb))
+
+
+def test_class_names_one_class(client):
+    rgb = random_image(64, 64, seed=9)
+    answer = _post(client, encode(rgb), layer=0, **{"class": "1,2"})
+    assert answer.status_code == 422 and "one class" in answer.json()["error"]["message"]
+    assert _post(client, encode(rgb), layer=0, **{"class": "CLASS1"}).status_code == 200  # names in any case
+
+
+def test_a_timed_out_attention_keeps_its_memory_until_its_thread_ends(checkpoints, tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    from service.main import create_app
+    from service.routes import attention
+    from tests.service.conftest import make_settings, standard_entries, started_client, write_models
+
+    release, real = threading.Event(), attention.image_attention
+
+    def held(*args, **kwargs):
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "image_attention", held)
+    app = create_app(make_settings(write_models(tmp_path, standard_entries(checkpoints)), request_timeout_s=0.3))
+    client = started_client(app)
+    try:
+        served = app.state.pool.resolve("tiny-16")
+        assert _post(client, encode(random_image(64, 64, seed=3)), layer=0, pixel="5,5").status_code == 504
+        assert served.admission.reserved_bytes > 0  # the forward pass still runs on its thread, holding memory
+        release.set()
+
+        async def abandoned_requests_finish() -> None:
+            await asyncio.gather(*app.state.abandoned, return_exceptions=True)
+
+        client.portal.call(abandoned_requests_finish)
+        assert served.admission.reserved_bytes == 0  # released once the thread is done, not before
+        assert _post(client, encode(random_image(64, 64, seed=3)), layer=0, pixel="5,5").status_code == 200
+    finally:
+        release.set()
+        client.__exit__(None, None, None)

@@ -198,3 +198,18 @@ def test_a_signal_before_an_evaluation_skips_it_and_resumes_exactly(data, straig
     assert newest_state(out)[0].iteration == 3 and not (out / "best").exists()
     train(tiny_cfg(data, out), resume=True)
     assert same_weights(straight, out / "last")
+
+
+def test_resume_reads_the_training_state_once(data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out), stop_at=3)
+    reads, real_load = [], torch.load
+
+    def counting_load(f, *args, **kwargs):
+        if str(f).endswith(STATE_FILE):
+            reads.append(f)
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    train(tiny_cfg(data, out), resume=True)
+    assert len(reads) == 1  # optimizer state is as large as the weights: read it once (was twice)
