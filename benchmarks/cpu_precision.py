@@ -5,10 +5,12 @@ the linear layers' matmuls quantized, calibrated on the model's kind of images);
 bf16 and int8 (NNCF, exactly as `segmenter export onnx --precision int8` makes it).
 
 Speed: images/s of the window forward (B×3×ws×ws -> B×C×ws×ws logits, an owned tensor) at
-batch 1 and 4. Accuracy: arg-max agreement with PyTorch fp32 through the whole inference path
-(`Predictor`), and for the demo models the mIoU on the synthetic validation split. The ADE20K
-variants have random weights here (the real ones need a download): their agreement measures how
-an untrained net's near-ties flip under rounding, a pessimistic bound, not its accuracy.
+batch 1 and 4. Accuracy: what the export's precision gate measures (`export.run_gate`): arg-max
+agreement with PyTorch fp32 through the whole inference path (`Predictor`), on the demo models'
+synthetic validation split (and their mIoU there), on the gate's photo-like synthetic scenes for
+the others. The ADE20K variants have random weights here (the real ones need a download):
+their agreement measures how an untrained net's near-ties flip under rounding, a pessimistic
+bound, not its accuracy.
 
     python benchmarks/cpu_precision.py                                   # every variant below
     python benchmarks/cpu_precision.py --variants Seg-T-Mask/16 --authors-code /tmp/authors
@@ -17,6 +19,7 @@ an untrained net's near-ties flip under rounding, a pessimistic bound, not its a
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -38,9 +41,10 @@ from export import (  # noqa: E402
     read_calibration_images,
     read_exported,
     read_labelled,
+    run_gate,
     synthetic_scene,
 )
-from model import ConfusionMatrix, ModelMetadata, Predictor, TorchForward, build_segmenter, load_segmenter  # noqa: E402
+from model import ModelMetadata, Predictor, TorchForward, build_segmenter, load_segmenter  # noqa: E402
 from testkit.official_segmenter import OfficialSegmenter, official_state_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,35 +79,18 @@ def ort_int8(exported, windows: np.ndarray, out: Path) -> Path:
     return out
 
 
-def scenes_for(name: str, window: int) -> tuple[list[np.ndarray], list[np.ndarray], list | None]:
-    """(calibration images, agreement images, labelled pairs or None) for a variant: the demo
-    models' own synthetic data, photo-like synthetic scenes for the others."""
+def scenes_for(name: str, window: int) -> tuple[list[np.ndarray], list | None]:
+    """(calibration images, labelled pairs or None) for a variant: the demo models' own synthetic
+    data, photo-like synthetic scenes for the others (whose agreement the gate measures on its own
+    synthetic scenes)."""
     if name in DEMOS:
         from training.data.synthetic import write_dataset
 
         root = Path(tempfile.mkdtemp()) / "synthetic"
         write_dataset(root, train=64, val=100, seed=0)
-        labelled = read_labelled(root)
-        return read_calibration_images(root / "images" / "train"), [rgb for rgb, _ in labelled], labelled
+        return read_calibration_images(root / "images" / "train"), read_labelled(root)
     rng = np.random.default_rng(0)
-    calibration = [synthetic_scene(window, window, rng) for _ in range(16)]
-    return calibration, [synthetic_scene(window + window // 2, window + window // 4, rng) for _ in range(4)], None
-
-
-def accuracy(reference: Predictor, candidate: Predictor, images: list[np.ndarray], labelled: list | None
-             ) -> tuple[float, float | None]:
-    same = total = 0
-    for rgb in images:
-        a, b = reference.predict(rgb), candidate.predict(rgb)
-        same, total = same + int((a == b).sum()), total + a.size
-    miou = None
-    if labelled:
-        matrix = ConfusionMatrix(candidate.num_classes)
-        for rgb, mask in labelled:
-            prediction = candidate.predict(rgb).astype(np.int64)
-            matrix.update(torch.from_numpy(prediction), torch.from_numpy(mask.astype(np.int64)))
-        miou = 100 * matrix.compute().miou
-    return same / total, miou
+    return [synthetic_scene(window, window, rng) for _ in range(16)], None
 
 
 def main() -> None:
@@ -127,7 +114,7 @@ def main() -> None:
             net = build_segmenter(name, num_classes=150).eval()
             net.metadata = ModelMetadata.for_dataset("ade20k", window_size=512)
         window = net.metadata.window_size
-        calibration, images, labelled = scenes_for(name, window)
+        calibration, labelled = scenes_for(name, window)
         reference = Predictor(net)
         with tempfile.TemporaryDirectory() as tmp:
             exported = read_exported(export_onnx(net, Path(tmp) / "fp32"))
@@ -155,9 +142,10 @@ def main() -> None:
                     rates.append(batch / median_seconds(lambda f=forward, x=x: f(x), CPU, repeats=5,
                                                         min_seconds=args.min_seconds))
                 candidate = Predictor(None, metadata=net.metadata, forward=forward)
-                agreement, miou = accuracy(reference, candidate, images, labelled)
+                gate = run_gate(reference, candidate, re.search(r"fp32|bf16|int8", label).group(), label, labelled)
+                miou = "—" if gate.miou_candidate is None else f"{gate.miou_candidate:.2f}"
                 print(f"| {name} | {label} | " + " | ".join(f"{r:.2f}" for r in rates)
-                      + f" | {100 * agreement:.2f}% | {'—' if miou is None else f'{miou:.2f}'} |", flush=True)
+                      + f" | {100 * gate.pixel_agreement:.2f}% | {miou} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore")
 
-from model import Predictor, load_segmenter, plan_windows  # noqa: E402
+from model import load_segmenter  # noqa: E402
 from testkit import mmseg_reference as mmseg_ref  # noqa: E402
-
-
-def smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
-    small = np.random.default_rng(seed).integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), np.uint8)
-    up = torch.nn.functional.interpolate(torch.from_numpy(small).permute(2, 0, 1)[None].float(), size=(height, width),
-                                         mode="bilinear")
-    return up[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-
-
-def relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).abs().max() / theirs.abs().max())
+from testkit.mmseg_parity import (  # noqa: E402
+    one_window_difference,
+    predicted_masks,
+    reference_and_file,
+    sliding_difference,
+    smooth_rgb,
+)
 
 
 def main() -> None:
@@ -46,29 +42,14 @@ def main() -> None:
             for source in ("runner", "zoo"):
                 folder = Path(tmp) / f"{kind}-{source}"
                 folder.mkdir()
-                if source == "runner":
-                    cfg = mmseg_ref.shrunk_config(kind)
-                    path = mmseg_ref.write_runner_checkpoint(cfg, folder)
-                    reference = mmseg_ref.build(cfg, path)
-                else:
-                    cfg = mmseg_ref.shrunk_config(kind, window=128, stride=96, test_scale=(2048, 512), patch_bias=True)
-                    reference = mmseg_ref.build(cfg, seed=1)
-                    path = mmseg_ref.write_zoo_file(reference, folder / "zoo.pth")
+                reference, path = reference_and_file(kind, source, folder)
                 ours = load_segmenter(path)
-                predictor = Predictor(ours, max_windows=None)
-                with torch.inference_mode():
-                    forward = [relative(ours(x), mmseg_ref.forward_logits(reference, x))
-                               for x in (torch.randn(2, 3, 64, 64), torch.randn(2, 3, 50, 83))]
-                    slide = []
-                    for size in ((100, 150), (40, 50)):
-                        image = predictor.to_tensor(smooth_rgb(*size, seed=1))
-                        plan = plan_windows(image, predictor.window_size, predictor.window_stride, upscale=False)
-                        logits = plan.merged(plan.views[0], predictor.run(plan))
-                        slide.append(relative(logits, mmseg_ref.slide_logits(reference, image)))
-                masks = []
-                for size in ((100, 150), (30, 300), (45, 61)):
-                    rgb = smooth_rgb(*size, seed=2)
-                    masks.append(float((predictor.predict(rgb) == mmseg_ref.predict(reference, rgb)[0]).mean()))
+                forward = [one_window_difference(reference, ours, x)
+                           for x in (torch.randn(2, 3, 64, 64), torch.randn(2, 3, 50, 83))]
+                slide = [sliding_difference(reference, ours, smooth_rgb(*size, seed=1))
+                         for size in ((100, 150), (40, 50))]
+                masks = [float(np.equal(*predicted_masks(reference, ours, smooth_rgb(*size, seed=2))).mean())
+                         for size in ((100, 150), (30, 300), (45, 61))]
                 print(f"| {kind} | {source} | {forward[0]:.1e} / {forward[1]:.1e} | {slide[0]:.1e} / {slide[1]:.1e} | "
                       + " / ".join(f"{100 * m:.2f}%" for m in masks) + " |")
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from model import ModelMetadata, Segmenter, SegmenterConfig
+from testkit.mmseg_checkpoints import MMSEG_NUMERICS
+from testkit.zoo_files import published_weights
 
 
 def tiny_config(**overrides) -> SegmenterConfig:
@@ -36,3 +38,13 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def tiny_net() -> Segmenter:
     return tiny_segmenter()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> tuple[dict[str, bytes], str, Segmenter]:
+    """Two checkpoints as they are published, an mmseg zoo file and an official release (the
+    weight-download tests of model/ and service/): (URL path -> bytes, the zoo file's hash prefix,
+    the net in the zoo file)."""
+    net = tiny_segmenter(seed=5, num_classes=150, **MMSEG_NUMERICS)
+    files, prefix = published_weights(tmp_path_factory.mktemp("published"), net)
+    return files, prefix, net

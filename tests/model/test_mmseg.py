@@ -6,48 +6,13 @@ import pytest
 import torch
 
 from model import CheckpointError, load_segmenter
+from testkit.mmseg_checkpoints import MMSEG_NUMERICS, to_mmseg
 from tests.conftest import tiny_segmenter
-
-BLOCK = {"norm1": "ln1", "attn.qkv.weight": "attn.attn.in_proj_weight", "attn.qkv.bias": "attn.attn.in_proj_bias",
-         "attn.proj": "attn.attn.out_proj", "norm2": "ln2", "mlp.fc1": "ffn.layers.0.0", "mlp.fc2": "ffn.layers.1"}
-
-
-def to_mmseg(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our keys -> mmseg's, written from the facts sheet (the inverse of what the loader does)."""
-    out = {}
-    for key, value in state.items():
-        part, rest = key.split(".", 1)
-        if rest.startswith("blocks."):
-            _, idx, tail = rest.split(".", 2)
-            for ours, theirs in BLOCK.items():
-                if tail.startswith(ours):
-                    tail = theirs + tail[len(ours):]
-                    break
-            prefix = "backbone" if part == "encoder" else "decode_head"
-            out[f"{prefix}.layers.{idx}.{tail}"] = value
-        elif key.startswith("encoder.patch_embed.proj."):
-            out["backbone.patch_embed.projection." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("encoder.norm."):
-            out["backbone.ln1." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("encoder."):
-            out["backbone." + rest] = value
-        elif key == "decoder.proj_patch":
-            out["decode_head.patch_proj.weight"] = value.t()
-        elif key == "decoder.proj_classes":
-            out["decode_head.classes_proj.weight"] = value.t()
-        elif key.startswith("decoder.proj_dec."):
-            out["decode_head.dec_proj." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("decoder.head."):
-            out["decode_head.conv_seg." + key.rsplit(".", 1)[1]] = value[..., None, None] if value.dim() == 2 else value
-        else:
-            out["decode_head." + rest] = value
-    return out
 
 
 @pytest.mark.parametrize("decoder", ["mask_transformer", "linear"])
 def test_mmseg_checkpoint_loads_with_its_numerics(tmp_path, decoder):
-    net = tiny_segmenter(seed=6, decoder=decoder, num_classes=150, layer_norm_eps=1e-6, decoder_layer_norm_eps=1e-5,
-                         pos_embed_interp="bicubic", output_resize="resize")
+    net = tiny_segmenter(seed=6, decoder=decoder, num_classes=150, **MMSEG_NUMERICS)
     state = to_mmseg(net.state_dict())
     if decoder == "mask_transformer":  # mmseg's mask head also carries an unused conv_seg
         state["decode_head.conv_seg.weight"] = torch.randn(150, 64, 1, 1)
@@ -64,8 +29,7 @@ def test_mmseg_checkpoint_loads_with_its_numerics(tmp_path, decoder):
 
 
 def test_mmseg_classes_from_meta(tmp_path):
-    net = tiny_segmenter(num_classes=3, layer_norm_eps=1e-6, decoder_layer_norm_eps=1e-5, pos_embed_interp="bicubic",
-                         output_resize="resize")
+    net = tiny_segmenter(num_classes=3, **MMSEG_NUMERICS)
     meta = {"dataset_meta": {"classes": ["sky", "road", "car"], "palette": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]}}
     torch.save({"meta": meta, "state_dict": to_mmseg(net.state_dict())}, tmp_path / "m.pth")
     loaded = load_segmenter(tmp_path / "m.pth")
@@ -81,8 +45,7 @@ def test_plain_pth_without_variant_explains(tmp_path):
 
 def test_a_file_without_the_patch_bias_gets_a_zero_bias(tmp_path):
     """mmseg >= 1.2 trains with patch_bias=False: no bias key, which is a zero bias."""
-    net = tiny_segmenter(seed=3, num_classes=150, layer_norm_eps=1e-6, decoder_layer_norm_eps=1e-5,
-                         pos_embed_interp="bicubic", output_resize="resize")
+    net = tiny_segmenter(seed=3, num_classes=150, **MMSEG_NUMERICS)
     with torch.no_grad():
         net.encoder.patch_embed.proj.bias.zero_()
     state = to_mmseg(net.state_dict())
@@ -91,3 +54,16 @@ def test_a_file_without_the_patch_bias_gets_a_zero_bias(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(load_segmenter(tmp_path / "m.pth")(x), net(x), rtol=0, atol=0)
+
+
+def test_the_config_stored_in_a_file_is_parsed_once_per_load(tmp_path, monkeypatch):
+    import model.checkpoints.mmseg as mmseg
+
+    net = tiny_segmenter(**MMSEG_NUMERICS)
+    cfg = "crop_size = (64, 64)\nmodel = dict(test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(48, 48)))\n"
+    torch.save({"meta": {"cfg": cfg}, "state_dict": to_mmseg(net.state_dict())}, tmp_path / "m.pth")
+    parsed, real = [], mmseg.test_setup
+    monkeypatch.setattr(mmseg, "test_setup", lambda text: (parsed.append(text), real(text))[1])
+    loaded = load_segmenter(tmp_path / "m.pth")
+    assert len(parsed) == 1  # shapes and metadata both come from the one parse
+    assert (loaded.metadata.window_size, loaded.metadata.window_stride) == (64, 48)

@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from model import Predictor, load_segmenter, plan_windows
+from model import load_segmenter
+from testkit.mmseg_parity import (
+    CASES,
+    one_window_difference,
+    predicted_masks,
+    reference_and_file,
+    sliding_difference,
+    smooth_rgb,
+)
 
 try:
     from testkit import mmseg_reference as mmseg_ref
@@ -27,34 +35,13 @@ except ImportError as exc:  # pragma: no cover - the dev extra installs mmsegmen
         raise
     pytest.skip(f"mmsegmentation is not installed ({exc}); pip install -e .[dev]", allow_module_level=True)
 
-CASES = [("mask", "runner"), ("linear", "runner"), ("mask", "zoo"), ("linear", "zoo")]
-
 
 @pytest.fixture(scope="module", params=CASES, ids=["-".join(c) for c in CASES])
 def models(request, tmp_path_factory):
     """(mmseg's model, ours loaded from the same file, the file's kind)."""
     kind, source = request.param
-    folder = tmp_path_factory.mktemp(f"mmseg-{kind}-{source}")
-    if source == "runner":  # mmseg 1.x training: no patch bias, its config stored in the file
-        cfg = mmseg_ref.shrunk_config(kind)
-        path = mmseg_ref.write_runner_checkpoint(cfg, folder)
-        reference = mmseg_ref.build(cfg, path)
-    else:  # a 0.x zoo file: patch bias, no config; mmseg's ADE20K defaults are what both sides use
-        cfg = mmseg_ref.shrunk_config(kind, window=128, stride=96, test_scale=(2048, 512), patch_bias=True)
-        reference = mmseg_ref.build(cfg, seed=1)
-        path = mmseg_ref.write_zoo_file(reference, folder / "zoo.pth")
+    reference, path = reference_and_file(kind, source, tmp_path_factory.mktemp(f"mmseg-{kind}-{source}"))
     return reference, load_segmenter(path), source
-
-
-def _relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).abs().max() / theirs.abs().max())
-
-
-def _rgb(height: int, width: int, seed: int) -> np.ndarray:
-    small = np.random.default_rng(seed).integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), np.uint8)
-    return np.asarray(torch.nn.functional.interpolate(torch.from_numpy(small).permute(2, 0, 1)[None].float(),
-                                                      size=(height, width), mode="bilinear")[0]
-                      .permute(1, 2, 0).round().clamp(0, 255).byte())
 
 
 def test_the_file_is_read_with_mmsegs_numerics_and_protocol(models):
@@ -71,27 +58,19 @@ def test_the_file_is_read_with_mmsegs_numerics_and_protocol(models):
 def test_one_window_logits_match(models, size):
     reference, ours, _ = models
     images = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        assert _relative(ours(images), mmseg_ref.forward_logits(reference, images)) < 1e-4
+    assert one_window_difference(reference, ours, images) < 1e-4
 
 
 @pytest.mark.parametrize("size", [(100, 150), (40, 50), (64, 200)])
 def test_sliding_window_logits_match(models, size):
     reference, ours, _ = models
-    predictor = Predictor(ours, max_windows=None)
-    image = predictor.to_tensor(_rgb(*size, seed=1))
-    plan = plan_windows(image, predictor.window_size, predictor.window_stride, upscale=False)
-    with torch.inference_mode():
-        logits = plan.merged(plan.views[0], predictor.run(plan))
-        assert _relative(logits, mmseg_ref.slide_logits(reference, image)) < 1e-4
+    assert sliding_difference(reference, ours, smooth_rgb(*size, seed=1)) < 1e-4
 
 
 @pytest.mark.parametrize("size", [(100, 150), (30, 300), (45, 61)])
 def test_predicted_masks_match_inference_model(models, size):
     reference, ours, _ = models
-    rgb = _rgb(*size, seed=2)
-    theirs, _ = mmseg_ref.predict(reference, rgb)
-    mask = Predictor(ours, max_windows=None).predict(rgb)
+    mask, theirs = predicted_masks(reference, ours, smooth_rgb(*size, seed=2))
     assert mask.shape == theirs.shape == size
     # mmseg resizes the uint8 image (cv2), we the float one: a grey level apart at most.
     assert (mask == theirs).mean() >= 0.99

@@ -3,22 +3,17 @@ cached, mirrored — against a local HTTP server the test starts (loopback only)
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
 import urllib.parse
 
 import pytest
 import torch
-import yaml
 
 from cli.main import main
 from model import DATASETS, get_variant, load_segmenter, variant_config
 from model.zoo import ZooError, fetch, load_registry
-from testkit.official_files import official_net_kwargs, write_official_checkpoint
-from tests.conftest import tiny_segmenter
-from tests.model.test_mmseg import to_mmseg
+from testkit.zoo_files import write_registry
 from tests.weights_server import WeightsServer
 
 REGISTRY = load_registry()
@@ -50,46 +45,10 @@ def test_the_bundled_registry_names_the_five_mmseg_ade20k_models():
     assert len(official) == 9 and {e.dataset for e in official} == set(DATASETS)
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """Two checkpoints as they are published: an mmseg zoo file and an official release."""
-    root = tmp_path_factory.mktemp("published")
-    net = tiny_segmenter(seed=5, num_classes=150, layer_norm_eps=1e-6, decoder_layer_norm_eps=1e-5,
-                         pos_embed_interp="bicubic", output_resize="resize")
-    buffer = io.BytesIO()
-    torch.save({"meta": {"CLASSES": [f"c{i}" for i in range(150)], "PALETTE": [[i, i, i] for i in range(150)]},
-                "state_dict": to_mmseg(net.state_dict())}, buffer)
-    mmseg = buffer.getvalue()
-    prefix = hashlib.sha256(mmseg).hexdigest()[:8]
-    write_official_checkpoint(root / "official", official_net_kwargs(), dataset="ade20k")
-    files = {f"/zoo/tiny_mmseg_20260101-{prefix}.pth": mmseg,
-             "/authors/tiny/checkpoint.pth": (root / "official" / "checkpoint.pth").read_bytes(),
-             "/authors/tiny/variant.yml": (root / "official" / "variant.yml").read_bytes()}
-    return files, prefix, net
-
-
-def _registry(tmp_path, host: str, prefix: str, wrong_hash: bool = False) -> str:
-    common = dict(dataset="ade20k", classes=150, window=64, stride=32, test_scale=[2048, 512], size_bytes=None,
-                  license="MIT", status="available", note="test entry")
-    entries = [
-        {"name": "tiny-mmseg", "source": "mmsegmentation", "architecture": "Seg-T-Mask/16",
-         "miou": {"single": 12.3, "multi": 13.4}, **common,
-         "files": [{"url": f"{host}/zoo/tiny_mmseg_20260101-{prefix}.pth",
-                    "sha256_prefix": "00000000" if wrong_hash else prefix}]},
-        {"name": "tiny-official", "source": "official", "architecture": "Seg-T-Mask/16",
-         "miou": {"single": 1.0, "multi": 2.0}, **{**common, "stride": 64},
-         "files": [{"url": f"{host}/authors/tiny/checkpoint.pth", "sha256_prefix": None},
-                   {"url": f"{host}/authors/tiny/variant.yml", "sha256_prefix": None}]},
-    ]
-    path = tmp_path / "registry.yaml"
-    path.write_text(yaml.safe_dump(entries))
-    return str(path)
-
-
 def test_fetch_converts_and_a_second_fetch_is_instant(tmp_path, published):
     files, prefix, net = published
     with WeightsServer(files=dict(files)) as server:
-        registry = [_registry(tmp_path, server.url, prefix)]
+        registry = [write_registry(tmp_path, server.url, prefix)]
         folder = fetch("tiny-mmseg", tmp_path / "cache", registry_files=registry)
         assert folder == tmp_path / "cache" / "models" / "tiny-mmseg"
         loaded = load_segmenter(folder)
@@ -115,7 +74,7 @@ def test_an_interrupted_download_never_becomes_a_checkpoint_and_the_next_fetch_c
     path = f"/zoo/tiny_mmseg_20260101-{prefix}.pth"
     half = len(files[path]) // 2
     with WeightsServer(files=dict(files), ranges=ranges, drop_after={path: half}) as server:
-        registry = [_registry(tmp_path, server.url, prefix)]
+        registry = [write_registry(tmp_path, server.url, prefix)]
         with pytest.raises(ZooError, match="run again to resume"):
             fetch("tiny-mmseg", tmp_path / "cache", registry_files=registry)
         assert not (tmp_path / "cache" / "models" / "tiny-mmseg").exists()
@@ -129,7 +88,7 @@ def test_an_interrupted_download_never_becomes_a_checkpoint_and_the_next_fetch_c
 def test_a_hash_mismatch_is_rejected_and_nothing_is_left(tmp_path, published):
     files, prefix, _ = published
     with WeightsServer(files=dict(files)) as server:
-        registry = [_registry(tmp_path, server.url, prefix, wrong_hash=True)]
+        registry = [write_registry(tmp_path, server.url, prefix, wrong_hash=True)]
         with pytest.raises(ZooError, match="not the expected 00000000.*deleted"):
             fetch("tiny-mmseg", tmp_path / "cache", registry_files=registry)
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
@@ -139,7 +98,7 @@ def test_a_hash_mismatch_is_rejected_and_nothing_is_left(tmp_path, published):
 def test_the_mirror_replaces_scheme_and_host(tmp_path, published, monkeypatch):
     files, prefix, _ = published
     with WeightsServer(files={f"/mirror{k}": v for k, v in files.items()}) as server:
-        registry = _registry(tmp_path, "https://weights.example.invalid", prefix)  # a dead host
+        registry = write_registry(tmp_path, "https://weights.example.invalid", prefix)  # a dead host
         monkeypatch.setenv("SEGMENTER_WEIGHTS_MIRROR", f"{server.url}/mirror")
         monkeypatch.setenv("SEGMENTER_WEIGHTS_REGISTRY", registry)
         monkeypatch.setenv("SEGMENTER_CACHE_DIR", str(tmp_path / "cache"))
@@ -150,7 +109,7 @@ def test_the_mirror_replaces_scheme_and_host(tmp_path, published, monkeypatch):
 
 def test_no_network_is_a_clear_failure_naming_the_url(tmp_path, published, capsys):
     _, prefix, _ = published
-    registry = [_registry(tmp_path, "http://127.0.0.1:9", prefix)]  # nothing listens on the discard port
+    registry = [write_registry(tmp_path, "http://127.0.0.1:9", prefix)]  # nothing listens on the discard port
     with pytest.raises(ZooError) as info:
         fetch("tiny-mmseg", tmp_path / "cache", registry_files=registry)
     message = str(info.value)

@@ -12,7 +12,7 @@ import pytest
 
 from model import Predictor, load_segmenter
 from service.main import create_app
-from tests.model.test_zoo import _registry, published  # noqa: F401 - the published files fixture
+from testkit.zoo_files import write_registry
 from tests.service.conftest import (
     decode_png,
     encode,
@@ -36,7 +36,7 @@ def _until_detail(client, text: str, timeout_s: float = 30) -> dict:
         time.sleep(0.01)
 
 
-def test_a_zoo_model_is_fetched_at_start_up_with_progress_then_served(tmp_path, published, checkpoints):  # noqa: F811
+def test_a_zoo_model_is_fetched_at_start_up_with_progress_then_served(tmp_path, published, checkpoints):
     from fastapi.testclient import TestClient
 
     files, prefix, _ = published
@@ -46,7 +46,7 @@ def test_a_zoo_model_is_fetched_at_start_up_with_progress_then_served(tmp_path, 
         entries = [{"name": "ade-tiny", "checkpoint": "zoo:tiny-mmseg", "aliases": ["accurate"]},
                    standard_entries(checkpoints)[1]]
         settings = make_settings(write_models(tmp_path, entries), cache_dir=tmp_path / "cache",
-                                 weights_registry=_registry(tmp_path, server.url, prefix))
+                                 weights_registry=write_registry(tmp_path, server.url, prefix))
         app = create_app(settings)
         with TestClient(app) as client:
             assert server.held.wait(30)  # the transfer is a third done, and held there
@@ -65,13 +65,13 @@ def test_a_zoo_model_is_fetched_at_start_up_with_progress_then_served(tmp_path, 
             np.testing.assert_array_equal(np.asarray(decode_png(response.content)), expected)
 
 
-def test_a_failed_download_fails_only_that_model(tmp_path, published, checkpoints):  # noqa: F811
+def test_a_failed_download_fails_only_that_model(tmp_path, published, checkpoints):
     from tests.service.conftest import started_client
 
     _, prefix, _ = published
     entries = [{"name": "ade-tiny", "checkpoint": "zoo:tiny-mmseg"}, standard_entries(checkpoints)[1]]
     settings = make_settings(write_models(tmp_path, entries), cache_dir=tmp_path / "cache",
-                             weights_registry=_registry(tmp_path, "https://weights.example.invalid", prefix),
+                             weights_registry=write_registry(tmp_path, "https://weights.example.invalid", prefix),
                              weights_mirror="http://127.0.0.1:9")  # nothing listens there: no network
     client = started_client(create_app(settings))
     try:
