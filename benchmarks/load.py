@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model import ModelMetadata, Predictor, build_segmenter, read_image, save_checkpoint  # noqa: E402
+from model.outputs import render  # noqa: E402
 from service.backends import load_model  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
-from service.outputs import render_mask  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
 from testkit.hostile_inputs import encode, smooth_image  # noqa: E402
 
@@ -68,8 +68,8 @@ def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int 
         for i in range(0, len(images), group):
             batch = [read_image(data) for data in pngs[i : i + group]] if pngs else images[i : i + group]
             masks = predictor.predict_many(batch)
-            for mask in masks if pngs else ():
-                render_mask(mask, predictor.metadata)
+            for rgb, mask in zip(batch, masks, strict=True) if pngs else ():
+                render("mask", rgb, mask, predictor.metadata, "")
 
     once()  # warm-up
     times = []

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.load import ALLOCATOR_ENV  # noqa: E402
 from cli.main import main as segmenter  # noqa: E402
 from model import ModelMetadata, Predictor, build_segmenter, load_segmenter, read_image, save_checkpoint  # noqa: E402
-from model.batch import output_pictures, png_bytes  # noqa: E402
+from model.outputs import render  # noqa: E402
 from testkit.hostile_inputs import smooth_image  # noqa: E402
 
 DEMO = ROOT / "models" / "demo-seg-t16"
@@ -77,9 +77,10 @@ def time_local(images: Path, checkpoint: Path, out: Path) -> float:
 
 
 def time_ray(images: Path, checkpoint: Path, out: Path, workers: int) -> float:
-    from model.ray_predict import RayJob, run_ray
+    from jobs.ray_engine import RayJob, run_ray
 
-    job = RayJob(checkpoint=str(checkpoint), out=str(out), overlay=True, scale="none", workers=workers)
+    job = RayJob(checkpoint=str(checkpoint), out=str(out), outputs=("mask", "overlay"), scale="none",
+                 workers=workers)
     start = time.perf_counter()
     result = run_ray(job, str(images), progress=False)
     assert not result.failures, result.failures
@@ -103,9 +104,8 @@ def host_seconds_per_image(images: Path, checkpoint: Path, count: int = 8) -> di
         plan = timed("resize+normalise", lambda: predictor.prepare(rgb, scale="none"))  # noqa: B023
         logits = predictor.run(plan)  # not timed: the GPU's part
         mask = timed("merge+argmax", lambda: predictor.finish(plan, logits))  # noqa: B023
-        for step, outputs in [("mask PNG", (True, False)), ("overlay PNG", (False, True))]:
-            timed(step, lambda: [png_bytes(relative, picture) for relative, picture  # noqa: B023
-                                 in output_pictures("x", rgb, mask, predictor.metadata, *outputs).items()])  # noqa: B023
+        for step, kind in [("mask PNG", "mask"), ("overlay PNG", "overlay")]:
+            timed(step, lambda: render(kind, rgb, mask, predictor.metadata, "x"))  # noqa: B023
     return steps
 
 

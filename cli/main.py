@@ -1,7 +1,8 @@
 """`segmenter <command> ...`: dispatches to the package that owns each command.
 
-Each package exposes `add_parser(subparsers)` in its own `cli` module; this file only wires
-them together, so `model/` never imports the packages built on it.
+Each package built on `model/` exposes `add_parser(subparsers)` in its own `cli` module
+(jobs/, training/, export/, service/); the commands that drive the model itself live here, in
+cli/model_commands.py and cli/weights.py, since model/ holds no command-line code.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import sys
 
 # command -> module that defines add_parser(subparsers) and sets `func` on its parser
 COMMANDS = {
-    "predict": "model.cli",
-    "variants": "model.cli",
-    "convert": "model.cli",
-    "attention": "model.cli",
-    "weights": "model.zoo.cli",
+    "predict": "jobs.cli",
+    "variants": "cli.model_commands",
+    "convert": "cli.model_commands",
+    "attention": "cli.model_commands",
+    "weights": "cli.weights",
     "export": "export.cli",
     "train": "training.cli",
     "eval": "training.cli",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def _onnx_parity(args: argparse.Namespace, net, exported, device: str = "cpu") -
                             min_agreement=args.min_agreement)
 
 
+def _source(checkpoint: str, out) -> str:
+    """The checkpoint an export came from, as its description records it: relative to the export
+    folder (the two move together, e.g. models/), or zoo:NAME. `load_segmenter(export)` reads it."""
+    if checkpoint.startswith("zoo:") or not Path(checkpoint).exists():
+        return checkpoint
+    return os.path.relpath(Path(checkpoint).resolve(), Path(out).resolve())
+
+
 def run_onnx(args: argparse.Namespace) -> int:
     from export.onnx_export import export_onnx
     from model import load_segmenter
@@ -88,7 +97,7 @@ def run_onnx(args: argparse.Namespace) -> int:
         raise ExportError("--precision int8 needs --calibration DIR: a folder of images like those the model will "
                           "segment (e.g. its dataset's validation images)")
     net = load_segmenter(args.checkpoint)  # errors are reported by cli.main (exit 2)
-    export_onnx(net, args.out, window_size=args.window, source=str(args.checkpoint))
+    export_onnx(net, args.out, window_size=args.window, source=_source(str(args.checkpoint), args.out))
     exported = read_exported(args.out)
     report = _onnx_parity(args, net, exported)
     code = _report(report, args.out, "onnxruntime")

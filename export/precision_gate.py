@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from export.artifact import ExportError
 from export.parity import synthetic_scene
-from model import ConfusionMatrix, Predictor, find_images, read_image
+from model import ConfusionMatrix, Predictor, list_images, read_image
 
 MIN_PIXEL_AGREEMENT = 0.99
 MAX_MIOU_DROP = 0.5  # mIoU points (0..100)
@@ -83,7 +83,7 @@ def read_labelled(root: str | Path, limit: int = 200) -> list[tuple[np.ndarray, 
         raise ExportError(f"--eval-data {root} is not a dataset in the custom layout: expected {images} and {masks} "
                           "(images and their class-id masks, paired by file name)")
     pairs = []
-    for path in find_images(images).images[:limit]:
+    for path in list_images(images)[0][:limit]:
         mask_path = masks / f"{path.stem}.png"
         if not mask_path.is_file():
             raise ExportError(f"{path} has no mask {mask_path}; every validation image needs one")

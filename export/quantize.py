@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from export.artifact import ExportedModel, ExportError
-from model import Predictor, find_images, read_image
+from model import Predictor, list_images, read_image
 
 INT8_FILE = "model_int8.xml"  # + model_int8.bin
 
@@ -41,7 +41,7 @@ def read_calibration_images(folder: str | Path, limit: int = 64) -> list[np.ndar
     if not folder.is_dir():
         raise ExportError(f"calibration folder {folder} does not exist; pass --calibration DIR, a folder of images "
                           "like the ones the model will see (e.g. its dataset's validation images)")
-    paths = find_images(folder).images[:limit]
+    paths = list_images(folder)[0][:limit]
     if not paths:
         raise ExportError(f"calibration folder {folder} holds no images (.jpg, .png, ...)")
     return [read_image(path) for path in paths]

@@ -2,27 +2,27 @@
 
 The public API. `training/`, `export/` and `service/` import from here only.
 
-    from model import load_segmenter, read_image, Predictor
-    net = load_segmenter("path/to/checkpoint")   # our folder, an official checkpoint.pth, an mmseg .pth
+    from model import load_segmenter, read_image, Predictor, from_pretrained
+    net = load_segmenter("path/to/checkpoint")   # our folder, an export's, official .pth, mmseg .pth, zoo:NAME
     logits = net(images)                         # B×3×H×W normalized -> B×C×H×W logits
     pred = Predictor(net, device="cpu")          # window size/stride from the checkpoint
     mask = pred.predict(read_image("photo.jpg")) # H×W class ids
+    pred = from_pretrained("ade20k-seg-t-mask-16")  # by name: fetched once, then from the cache
 
 Inside: `modeling/` (the nn.Modules), `checkpoints/` (every weights format), `inference/`
-(image reading, sliding windows, the Predictor), and beside them the config, the variant
-registry, the metadata that travels with the weights, and pictures of masks.
+(image reading, sliding windows, the Predictor), `outputs.py` (every output a segmentation is
+rendered as: a public module, `from model.outputs import render`), and beside them the config,
+the variant registry, the metadata that travels with the weights, and pictures of masks.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from model.annotations import class_annotations, coco_document, coco_rle, polygons, rasterize
-from model.batch import Inputs, find_images, output_names, write_outputs
 from model.checkpoints import (
     CheckpointError,
     convert_checkpoint,
     file_sha256,
     load_pretrained_encoder,
-    load_segmenter,
     read_checkpoint_description,
     save_checkpoint,
 )
@@ -53,6 +53,7 @@ from model.inference import (
     estimate_cost,
     image_attention,
     image_size,
+    list_images,
     merge_windows,
     parse_scale,
     plan_windows,
@@ -67,6 +68,7 @@ from model.metadata import NORMALIZATIONS, ModelMetadata, normalization_stats
 from model.metrics import IGNORE_INDEX, ConfusionMatrix, SegmentationScores
 from model.modeling import Segmenter, resize_pos_embed
 from model.registry import Variant, build_segmenter, get_variant, list_variants, variant_config
+from model.resolve import ZOO_PREFIX, from_pretrained, load_segmenter, resolve_checkpoint
 from model.visualization import (
     colorize,
     draw_legend,
@@ -103,7 +105,6 @@ __all__ = [
     "CheckpointError",
     "ClassSet",
     "ImageError",
-    "Inputs",
     "ModelMetadata",
     "Predictor",
     "Scale",
@@ -132,20 +133,22 @@ __all__ = [
     "estimate_cost",
     "fetch",
     "file_sha256",
-    "find_images",
     "get_class_set",
     "get_variant",
     "heatmap",
     "heatmap_grid",
     "image_size",
+    "list_images",
     "list_variants",
     "load_registry",
     "load_pretrained_encoder",
     "load_segmenter",
+    "from_pretrained",
+    "resolve_checkpoint",
+    "ZOO_PREFIX",
     "mask_to_image",
     "merge_windows",
     "normalization_stats",
-    "output_names",
     "overlay",
     "parse_scale",
     "plan_windows",
@@ -161,6 +164,5 @@ __all__ = [
     "tile_windows",
     "variant_config",
     "window_anchors",
-    "write_outputs",
     "transparent_classes",
 ]

@@ -6,6 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model import ModelMetadata
+from service.errors import ServiceError
+
 Output = Literal["mask", "overlay", "json", "confidence"]
 
 
@@ -28,3 +31,13 @@ class SegmentOptions(BaseModel):
         "resize the image before segmenting it to this short side in pixels, or `none` to use it at its own "
         "size; default: the model's test scale (e.g. ADE20K: short side 512, long side at most 2048). The "
         "answer is always at the image's own size"))
+
+
+def selected_classes(text: str | None, metadata: ModelMetadata) -> tuple[int, ...] | None:
+    """`classes` ("cat,dog", "3,7", or both mixed) -> class ids; None: all. 422 naming an unknown one."""
+    if text is None:
+        return None
+    try:
+        return metadata.class_ids(text)
+    except ValueError as exc:
+        raise ServiceError(422, "invalid_parameters", f"classes: {exc}; GET /models lists them") from None

@@ -100,7 +100,7 @@ def test_predict_never_overwrites_and_lists_what_it_skips(tmp_path, checkpoint, 
     out = capsys.readouterr()
     sizes = {p.relative_to(tmp_path / "out").as_posix(): Image.open(p).size for p in (tmp_path / "out").rglob("*.png")}
     assert sizes == {"x.jpg.png": (64, 64), "x.png.png": (80, 64), "sub/x.png": (64, 70)}  # one mask per image
-    assert "wrote 3 mask(s)" in out.out and "2 file(s) skipped" in out.out
+    assert "wrote the outputs (mask) of 3 image(s)" in out.out and "2 file(s) skipped" in out.out
     assert "notes.txt: not an image" in out.err and "anim.gif: not an image" in out.err
 
 

@@ -88,6 +88,19 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return (width, height) if orientation in _SWAPS_SIDES else (height, width)
 
 
+def list_images(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(images, other files) under `path`: a file, or a folder read recursively, sorted. Hidden
+    files (.DS_Store) are neither; FileNotFoundError when nothing is there."""
+    path = Path(path)
+    if path.is_file():
+        return [path], []
+    if not path.is_dir():
+        raise FileNotFoundError(f"no image or folder at {path}")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return ([p for p in files if p.suffix.lower() in IMAGE_SUFFIXES],
+            [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES])
+
+
 def image_size(source: ImageSource, max_pixels: int | None = None) -> tuple[int, int]:
     """(height, width) of the image as `read_image` would return it, from the header alone.
 

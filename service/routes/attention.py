@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from model import ImageError, TooManyWindows, attention_picture, image_attention, image_size, read_image
+from model.outputs import png_bytes
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError, image_error
 from service.form_options import openapi_form, read_form
-from service.outputs import png_bytes, select_classes
 from service.request_outcome import RESPONSES, recorded, resolve_model
+from service.segment_options import selected_classes
 
 router = APIRouter(tags=["attention"])
 
@@ -105,7 +106,7 @@ def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) 
         raise image_error(exc) from exc
     class_id = None
     if options.target_class is not None:
-        ids = select_classes(options.target_class, predictor.metadata)
+        ids = selected_classes(options.target_class, predictor.metadata)
         if len(ids) != 1:
             raise ServiceError(422, "invalid_parameters", f"class: one class, whose token's attention to draw; got "
                                f"{len(ids)} ({options.target_class!r})")

@@ -7,27 +7,18 @@ import json
 import time
 from concurrent.futures import Executor
 
-import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
+from model.outputs import MEDIA_TYPES, RenderOptions, classes_present, keep_only, render
 from service.batcher import BatchFailed
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError
 from service.form_options import openapi_form, read_form
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
-from service.outputs import (
-    classes_present,
-    keep_only,
-    render_confidence,
-    render_json,
-    render_mask,
-    render_overlay,
-    select_classes,
-)
 from service.request_outcome import RESPONSES, recorded, resolve_model, unavailable
-from service.segment_options import SegmentOptions
+from service.segment_options import SegmentOptions, selected_classes
 from service.segmentation import Abort, Segmentation, segment
 from service.settings import Settings
 
@@ -116,19 +107,15 @@ def _add_headers(response: Response, served: ServedModel, result: Segmentation, 
 
 
 def _render(result: Segmentation, served: ServedModel, options: SegmentOptions) -> Response:
+    """The output asked for, rendered by `model.outputs` as `segmenter predict --output` renders it."""
     metadata = served.loaded.predictor.metadata
-    selected = select_classes(options.classes, metadata)
-    mask = keep_only(result.mask, selected, metadata)
-    if options.output == "mask":
-        return Response(render_mask(mask, metadata), media_type="image/png")
-    if options.output == "confidence":
-        confidence = result.confidence if selected is None else np.where(mask == result.mask, result.confidence, 0)
-        return Response(render_confidence(confidence), media_type="image/png")
-    if options.output == "overlay":
-        # The classes found travel in a header too, so a page can draw its own legend.
-        present = [c for c in classes_present(mask, metadata) if selected is None or c["id"] in selected]
-        header = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")} for c in present],
-                            ensure_ascii=True)
-        image = render_overlay(result.rgb, mask, metadata, options.alpha, present if options.legend else None, selected)
-        return Response(image, media_type="image/png", headers={"X-Segmenter-Classes": header})
-    return JSONResponse(render_json(mask, metadata, served.spec.name, selected, options.polygons))
+    selected = selected_classes(options.classes, metadata)
+    render_options = RenderOptions(options.alpha, options.legend, options.polygons, selected)
+    body = render(options.output, result.rgb, result.mask, metadata, served.spec.name, result.confidence,
+                  render_options)
+    headers = {}
+    if options.output == "overlay":  # the classes found travel in a header too, so a page can draw its own legend
+        present = classes_present(keep_only(result.mask, selected, metadata), metadata, selected)
+        headers["X-Segmenter-Classes"] = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")}
+                                                     for c in present], ensure_ascii=True)
+    return Response(body, media_type=MEDIA_TYPES[options.output], headers=headers)

@@ -72,12 +72,13 @@ def test_a_256_class_model_marks_unselected_pixels_with_no_real_class():
     from PIL import Image
 
     from model import ModelMetadata
-    from service.outputs import keep_only, render_mask, select_classes
+    from model.outputs import RenderOptions, render
 
     metadata = ModelMetadata.for_classes([f"c{i}" for i in range(256)])
     mask = np.random.default_rng(0).integers(0, 256, (40, 50)).astype(np.uint8)
     mask[0, :3] = (7, 255, 9)
-    kept = keep_only(mask, select_classes("c7,c9", metadata), metadata)
-    decoded = np.asarray(Image.open(io.BytesIO(render_mask(kept, metadata))))
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    selected = RenderOptions(selected=metadata.class_ids("c7,c9"))
+    decoded = np.asarray(Image.open(io.BytesIO(render("mask", rgb, mask, metadata, "m", options=selected))))
     assert decoded.shape == mask.shape and decoded[0, 0] == 7 and decoded[0, 2] == 9
     assert decoded[0, 1] == 65535 and not np.isin(decoded[~np.isin(mask, (7, 9))], range(256)).any()

@@ -23,8 +23,8 @@ from cli.main import main
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 psutil = pytest.importorskip("psutil")
 
-from model.ray_predict import RayJob, run_ray  # noqa: E402
-from model.storage import PARTIAL, InputError, list_inputs  # noqa: E402
+from jobs.ray_engine import RayJob, run_ray  # noqa: E402
+from jobs.storage import PARTIAL, InputError, list_inputs  # noqa: E402
 from training.data.synthetic import render  # noqa: E402
 
 DEMO = str(Path(__file__).resolve().parents[2] / "models" / "demo-seg-t16")
@@ -70,7 +70,7 @@ def local_outputs(scenes, tmp_path_factory) -> Path:
 
 
 def _job(out: Path, **changes) -> RayJob:
-    options = {"overlay": True, "scale": "none", "workers": 2, "images_per_batch": 2} | changes
+    options = {"outputs": ("mask", "overlay"), "scale": "none", "workers": 2, "images_per_batch": 2} | changes
     return RayJob(checkpoint=DEMO, out=str(out), **options)
 
 
@@ -115,7 +115,7 @@ def test_outputs_equal_the_local_engine_file_for_file_on_both_nodes(cluster, sce
 def test_coco_results_equal_the_local_engines(cluster, scenes, tmp_path):
     assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path / "local"), "--format", "coco",
                  "--scale", "none"]) == 0
-    result = run_ray(_job(tmp_path / "ray", with_mask=False, overlay=False, coco=True), str(scenes), progress=False)
+    result = run_ray(_job(tmp_path / "ray", outputs=("coco",)), str(scenes), progress=False)
     assert result.coco == json.loads((tmp_path / "local" / "predictions.json").read_text())
     assert _files(tmp_path / "ray").keys() == {"predictions.json"}
 
@@ -196,7 +196,7 @@ class _DiesOnScene05:
 
 
 def test_a_batch_that_kills_every_actor_is_reported_not_retried_forever(cluster, scenes, tmp_path, monkeypatch):
-    import model.ray_predict as ray_predict
+    import jobs.ray_engine as ray_predict
 
     poisoned = type("SegmentActor", (_DiesOnScene05, ray_predict.SegmentActor), {"__module__": "__main__"})
     monkeypatch.setattr(ray_predict, "SegmentActor", poisoned)  # "__main__": Ray ships the class by value

@@ -20,9 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from model.batch import find_images
-from model.errors import SegmenterError
-from model.inference.images import IMAGE_SUFFIXES
+from jobs.inputs import find_images
+from model import IMAGE_SUFFIXES, SegmenterError
 
 PARTIAL = ".partial"  # suffix of a local file being written; renamed away when complete
 LIST_SUFFIXES = (".txt", ".lst")

@@ -4,19 +4,20 @@ Ray Data does the distributed work — scheduling, streaming, restarting a dead 
 retrying its batch — and we do only what is ours:
 
     driver:  read the checkpoint (a bad one fails here, once); list the images and their output
-             names (as the local command names them: `model.storage`) -> a Dataset of rows
+             names (as the local command names them: `jobs.storage`) -> a Dataset of rows
              {index, location, display, file, name}, one block per batch of images
     actors:  one loaded `Predictor` each (on a GPU with --gpus-per-worker); per batch of rows:
              check each image's cost from its header, read, plan, run every window of the batch
              together (`Predictor.run_many`; one image at a time if the batch fails, e.g. out of
-             memory), finish, write the outputs — each file complete or absent (`storage.Output`),
+             memory), finish and render as the local engine does (`jobs.per_image.image_files`),
+             write the outputs — each file complete or absent (`storage.Output`),
              so a retried batch rewrites the same bytes and every output exists once
     driver:  progress as rows come back; every image without an output is listed with the
              reason; `predictions.json` for --format coco.
 
 A batch whose actor dies is retried `ACTOR_RETRIES` times (a batch that kills every actor it
 meets, e.g. out of host memory, must not loop forever); then its images are reported as failed
-and the job goes on. Inputs and outputs: `model.storage` (local paths every node sees, or URIs).
+and the job goes on. Inputs and outputs: `jobs.storage` (local paths every node sees, or URIs).
 
 Install with the `ray` extra (`pip install -e '.[ray]'`).
 """
@@ -34,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from model.batch import CocoResults, failure_reason, output_pictures, png_bytes, relative_names
-from model.checkpoints import load_segmenter
-from model.errors import SegmenterError
-from model.inference.images import image_size, read_image
-from model.storage import Output, Reader, is_uri, list_inputs
+from jobs.inputs import relative_names
+from jobs.per_image import ImageJob, failure_reason, image_files, model_name
+from jobs.storage import Output, Reader, is_uri, list_inputs
+from model import Predictor, SegmenterError, class_annotations, image_size, load_segmenter, read_image
+from model.outputs import COCO_FILE, OUTPUTS, CocoResults, RenderOptions
 
 ACTOR_RETRIES = 2  # times a batch is retried after its actor died
 
@@ -53,10 +54,11 @@ class RayJob:
 
     checkpoint: str
     out: str
-    with_mask: bool = True
-    overlay: bool = False
-    coco: bool = False
+    outputs: tuple[str, ...] = ("mask",)  # from model.outputs.OUTPUTS
     alpha: float = 0.5
+    legend: bool = True
+    polygons: bool = False
+    classes: str | None = None  # names or ids, comma-separated
     multiscale: bool = False
     scale: int | str | None = None
     precision: str = "fp32"
@@ -66,7 +68,19 @@ class RayJob:
     gpus_per_worker: float = 0.0
     images_per_batch: int = 4  # rows an actor receives at once: their windows run together
 
+    @property
+    def coco(self) -> bool:
+        return "coco" in self.outputs
+
+    def image_job(self, metadata) -> ImageJob:
+        selected = metadata.class_ids(self.classes) if self.classes else None
+        return ImageJob(self.outputs, RenderOptions(self.alpha, self.legend, self.polygons, selected),
+                        self.multiscale, self.scale, model_name(self.checkpoint))
+
     def __post_init__(self) -> None:
+        unknown = set(self.outputs) - set(OUTPUTS)
+        if unknown or not self.outputs:
+            raise RayPredictError(f"outputs {sorted(unknown) or '(none)'}: choose from {', '.join(OUTPUTS)}")
         bounds = [("--workers", self.workers, 1), ("--gpus-per-worker", self.gpus_per_worker, 0),
                   ("--images-per-batch", self.images_per_batch, 1), ("--batch-size", self.batch_size, 1)]
         for name, value, least in bounds:
@@ -92,8 +106,6 @@ class SegmentActor:
         import ray
         import torch
 
-        from model.inference.predictor import Predictor
-
         self.job = job
         if job.gpus_per_worker > 0 and not torch.cuda.is_available():
             raise RayPredictError(f"this actor was given {job.gpus_per_worker} GPU(s) by Ray but torch sees no CUDA "
@@ -101,6 +113,7 @@ class SegmentActor:
         device = "cuda" if job.gpus_per_worker > 0 else "cpu"
         self.predictor = Predictor(load_segmenter(job.checkpoint), device=device, precision=job.precision,
                                    batch_size=job.batch_size, max_windows=job.max_windows)
+        self.image_job = job.image_job(self.predictor.metadata)
         self.reader = Reader(filesystem_uri)
         self.output = Output(job.out)
         self.node = ray.get_runtime_context().get_node_id()
@@ -146,14 +159,11 @@ class SegmentActor:
             return logits
 
     def _finish(self, row: dict[str, str], rgb: np.ndarray, plan, logits) -> tuple[tuple[int, int], str]:
-        from model.annotations import class_annotations
-
-        job, metadata = self.job, self.predictor.metadata
-        mask = self.predictor.finish(plan, logits)
-        for relative, picture in output_pictures(row["name"], rgb, mask, metadata, job.with_mask, job.overlay,
-                                                 job.alpha).items():
-            self.output.write(relative, png_bytes(relative, picture))
-        coco = json.dumps(class_annotations(mask, range(metadata.num_classes))) if job.coco else ""
+        mask, files = image_files(self.predictor, rgb, plan, logits, row["name"], self.image_job)
+        for relative, data in files.items():
+            self.output.write(relative, data)
+        num_classes = self.predictor.metadata.num_classes
+        coco = json.dumps(class_annotations(mask, range(num_classes))) if self.job.coco else ""
         return (int(mask.shape[0]), int(mask.shape[1])), coco
 
 
@@ -173,6 +183,7 @@ def run_ray(job: RayJob, source: str, address: str | None = None, progress: bool
     job = _with_absolute_paths(job)
     # Read here first: a bad checkpoint is one message before any cluster work, not N failing actors.
     net = load_segmenter(job.checkpoint)
+    job.image_job(net.metadata)  # an unknown class in --classes: here, once
     if not ray.is_initialized():
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
@@ -217,7 +228,7 @@ def run_ray(job: RayJob, source: str, address: str | None = None, progress: bool
     output = Output(job.out)
     if coco is not None:
         result.coco = coco.document()
-        output.write("predictions.json", json.dumps(result.coco).encode())
+        output.write(COCO_FILE, json.dumps(result.coco).encode())
     output.remove_partials()
     return result
 

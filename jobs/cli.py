@@ -1,0 +1,156 @@
+"""`segmenter predict`: segment an image, a folder, a list or an object-store prefix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model import DEFAULT_MAX_WINDOWS, IMAGE_SUFFIXES, PRECISIONS, parse_scale
+from model.outputs import OUTPUTS, parse_outputs
+
+RAY_OPTIONS = ("address", "workers", "gpus_per_worker", "images_per_batch")
+RAY_DEFAULTS = {"workers": 2, "gpus_per_worker": 0.0, "images_per_batch": 4}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="segment an image or a folder of images",
+        description="Write, per image, the outputs asked for (the names of POST /segment's output=): mask "
+        "(<name>.png, pixel value = class id), overlay (<name>_overlay.png, with a legend), json (<name>.json), "
+        "confidence (<name>_confidence.png); and coco: one predictions.json for all. Outputs keep each image's "
+        "path relative to the input folder; two images that would share a name keep their suffix "
+        "(x.jpg.png, x.png.png), so nothing is overwritten.",
+    )
+    p.add_argument("input", help="an image file or a folder of images; with --engine ray also a text file listing "
+                   "paths or URIs, or a URI pyarrow reads (s3://bucket/prefix, gs://...)")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint folder, an official checkpoint.pth (with "
+                   "variant.yml), an MMSegmentation .pth")
+    p.add_argument("--out", required=True, help="output folder (--engine ray: one every node can write, or a URI)")
+    p.add_argument("--output", type=parse_outputs, help=f"comma-separated, from {', '.join(OUTPUTS)} "
+                   "(default: mask)")
+    p.add_argument("--overlay", action="store_true", help="alias of --output mask,overlay (kept for one release)")
+    p.add_argument("--format", choices=["png", "coco"],
+                   help="alias: png = --output mask, coco = --output coco (kept for one release)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of class colours (0..1)")
+    p.add_argument("--no-legend", dest="legend", action="store_false", help="overlay without a legend")
+    p.add_argument("--polygons", action="store_true", help="json: add polygons per class")
+    p.add_argument("--classes", help="only these classes, by name or id, comma-separated (e.g. person,car)")
+    p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
+    p.add_argument("--scale", type=parse_scale, default=None,
+                   help="resize images to this short side before segmenting them, or none (as they are); "
+                   "default: the checkpoint's test scale")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, ... (--engine ray: see --gpus-per-worker)")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
+    p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
+                   help="refuse images that need more sliding windows (elongated or huge images, multi-scale); "
+                   "0 for no limit")
+    ray = p.add_argument_group("scale-out", "segment on a Ray cluster: a pool of actors, each holding one model "
+                               "(pip install -e '.[ray]'); outputs are the local engine's, file for file")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local")
+    ray.add_argument("--address", help="the Ray cluster (default: RAY_ADDRESS, else a local one is started)")
+    ray.add_argument("--workers", type=int, help=f"actors (default {RAY_DEFAULTS['workers']})")
+    ray.add_argument("--gpus-per-worker", type=float, help="GPUs per actor (default 0: CPU actors)")
+    ray.add_argument("--images-per-batch", type=int,
+                     help=f"images an actor segments together, their windows batched (default "
+                     f"{RAY_DEFAULTS['images_per_batch']})")
+    p.set_defaults(func=run_predict)
+
+
+class PredictOptionError(ValueError):
+    """An option that does not apply (reported by cli.main, exit 2)."""
+
+
+def chosen_outputs(args: argparse.Namespace) -> tuple[str, ...]:
+    """--output, or what the aliases --overlay and --format stand for."""
+    if args.output is not None:
+        if args.overlay or args.format:
+            raise PredictOptionError("--overlay and --format are aliases of --output: give --output alone "
+                                     "(e.g. --output mask,overlay)")
+        return args.output
+    outputs = ["coco" if args.format == "coco" else "mask"] + (["overlay"] if args.overlay else [])
+    return parse_outputs(",".join(outputs))
+
+
+def image_job(args: argparse.Namespace, metadata):
+    from jobs.per_image import ImageJob, model_name
+    from model.outputs import RenderOptions
+
+    selected = metadata.class_ids(args.classes) if args.classes else None
+    return ImageJob(chosen_outputs(args), RenderOptions(args.alpha, args.legend, args.polygons, selected),
+                    args.multiscale, args.scale, model_name(args.checkpoint))
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    chosen_outputs(args)  # option mistakes before any loading
+    if args.engine == "ray":
+        return run_predict_ray(args)
+    given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise PredictOptionError(f"{', '.join(given)} only apply to --engine ray; add --engine ray or drop them")
+    if "://" in args.input:
+        raise PredictOptionError(f"{args.input} is a URI: the local engine reads local files; use --engine ray")
+    return run_predict_local(args)
+
+
+def run_predict_local(args: argparse.Namespace) -> int:
+    from jobs.inputs import clashes, find_images
+    from jobs.local_engine import run_local
+    from model import Predictor, load_segmenter
+
+    inputs = find_images(Path(args.input))  # a missing input or checkpoint: cli.main reports it (exit 2)
+    net = load_segmenter(args.checkpoint)
+    job = image_job(args, net.metadata)
+    print_skipped(inputs.skipped)
+    if not inputs.images:
+        print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
+        return 2
+    print_renamed(clashes(inputs))
+    predictor = Predictor(net, device=args.device or "cpu", precision=args.precision, batch_size=args.batch_size,
+                          max_windows=args.max_windows or None)
+    result = run_local(inputs, predictor, Path(args.out), job)
+    return print_outcome(result.written, result.failures, inputs.skipped, job.outputs, args.out)
+
+
+def run_predict_ray(args: argparse.Namespace) -> int:
+    from jobs.ray_engine import RayJob, run_ray
+
+    if args.device is not None:
+        raise PredictOptionError("--device does not apply to --engine ray: actors use a GPU when "
+                                 "--gpus-per-worker is above 0, else the CPU")
+    options = {name: getattr(args, name) if getattr(args, name) is not None else RAY_DEFAULTS[name]
+               for name in RAY_DEFAULTS}
+    job = RayJob(checkpoint=args.checkpoint, out=args.out, outputs=chosen_outputs(args), alpha=args.alpha,
+                 legend=args.legend, polygons=args.polygons, classes=args.classes, multiscale=args.multiscale,
+                 scale=args.scale, precision=args.precision, batch_size=args.batch_size,
+                 max_windows=args.max_windows or None, **options)
+    result = run_ray(job, args.input, args.address)
+    print_skipped(result.skipped)
+    print_renamed(result.renamed)
+    return print_outcome(result.written, result.failures, result.skipped, job.outputs, args.out,
+                         f" on {len(result.nodes)} node(s)")
+
+
+def print_skipped(paths) -> None:
+    for path in paths:
+        print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+
+
+def print_renamed(names) -> None:
+    for name in names:
+        print(f"note: {name} shares its name with another image; its outputs keep the suffix in their names "
+              f"({name}...)", file=sys.stderr)
+
+
+def print_outcome(written: int, failures: list[str], skipped: list, outputs: tuple[str, ...], out,
+                  where: str = "") -> int:
+    """Each failure, then one summary line; the exit code (1 when an image failed)."""
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    kinds = ", ".join(o if o != "coco" else "predictions.json" for o in outputs)
+    print(f"wrote the outputs ({kinds}) of {written} image(s) to {out}{where}"
+          + (f"; {len(failures)} image(s) failed" if failures else "")
+          + (f"; {len(skipped)} file(s) skipped" if skipped else ""))
+    return 1 if failures else 0

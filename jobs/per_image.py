@@ -1,0 +1,60 @@
+"""What a folder job does with each image, the same in every engine (local, Ray): segment it,
+render the outputs asked for (`model.outputs`, the vocabulary of the HTTP API too) and name
+their files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model import ImageError, Predictor, Scale, TooManyWindows, WindowPlan
+from model.outputs import FILE_SUFFIXES, RenderOptions, render
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """The options every image of a job is segmented and rendered with."""
+
+    outputs: tuple[str, ...] = ("mask",)  # from model.outputs.OUTPUTS
+    render: RenderOptions = field(default_factory=RenderOptions)
+    multiscale: bool = False
+    scale: Scale = None
+    model_name: str = ""  # named in JSON outputs
+
+    @property
+    def coco(self) -> bool:
+        return "coco" in self.outputs
+
+
+def model_name(checkpoint: str) -> str:
+    """How outputs name a checkpoint: `zoo:NAME` -> NAME, a folder -> its name, a file -> its stem."""
+    if checkpoint.startswith("zoo:"):
+        return checkpoint[4:]
+    path = Path(checkpoint)
+    return path.resolve().name if path.is_dir() else path.stem
+
+
+def image_files(predictor: Predictor, rgb: np.ndarray, plan: WindowPlan, logits, name: str, job: ImageJob
+                ) -> tuple[np.ndarray, dict[str, bytes]]:
+    """(H×W class ids, {relative file name: bytes}) of one image whose windows ran.
+
+    The mask comes from `finish`, as `/segment` computes it; the confidence output, as there,
+    from `finish_with_confidence`.
+    """
+    mask = predictor.finish(plan, logits)
+    confidence = predictor.finish_with_confidence(plan, logits)[1] if "confidence" in job.outputs else None
+    files = {name + FILE_SUFFIXES[kind]: render(kind, rgb, mask, predictor.metadata, job.model_name, confidence,
+                                                job.render)
+             for kind in job.outputs if kind in FILE_SUFFIXES}
+    return mask, files
+
+
+def failure_reason(where: str, exc: Exception) -> str:
+    """The line that reports an image a job could not segment (either engine)."""
+    if isinstance(exc, TooManyWindows):
+        return f"{where}: {exc} (--max-windows; 0 for no limit)"
+    if isinstance(exc, (ImageError, OSError)):
+        return f"{where}: {exc}"
+    return f"{where}: {type(exc).__name__}: {exc}"
