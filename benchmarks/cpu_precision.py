@@ -44,7 +44,8 @@ from export import (  # noqa: E402
     run_gate,
     synthetic_scene,
 )
-from model import ModelMetadata, Predictor, TorchForward, build_segmenter, load_segmenter  # noqa: E402
+from model import ModelMetadata, Predictor, build_segmenter, load_segmenter  # noqa: E402
+from model.inference import TorchForward  # noqa: E402
 from testkit.official_segmenter import OfficialSegmenter, official_state_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,7 +46,7 @@ from testkit.hostile_inputs import encode, smooth_image  # noqa: E402
 # faster forward passes on CPU (docs/benchmarks.md). The Dockerfile sets the same.
 ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 # The CPU serving set-up of `make serve` and the CPU image: one torch thread per batch worker
-# (the demo models run two workers), two preprocessing threads. Override by exporting them.
+# (the demo models run two batches in flight), two preprocessing threads. Override by exporting them.
 SERVICE_ENV = {"SEGMENTER_TORCH_THREADS": "1", "SEGMENTER_PREPROCESS_THREADS": "2"}
 
 
@@ -189,8 +189,8 @@ def main() -> None:
         bodies = [multipart(png(rgb), spec.name) for rgb in images]
 
         # The raw path: the same model on the same backend and precision, one batch at a time
-        # with every core (the service runs `workers` batches at once, sharing them).
-        loaded = load_model(spec.model_copy(update={"workers": 1}))
+        # with every core (the service runs `batches_in_flight` batches at once, sharing them).
+        loaded = load_model(spec.model_copy(update={"batches_in_flight": 1}))
         predictor = loaded.predictor
         windows = sum(predictor.prepare(rgb).num_windows for rgb in images) / len(images)
         print(f"model {spec.name} ({loaded.backend_detail}, {spec.device}), {args.size[0]}×{args.size[1]} images, "

@@ -6,7 +6,7 @@ model), shipping rows and results, and whether the outputs are still the local e
 for byte. Per model and image set it times, in this process:
 
     local      `segmenter predict` (torch's default threads: every core in one process)
-    ray N      `segmenter predict --engine ray --workers N` on a running local Ray (N actors,
+    ray N      `segmenter predict --engine ray --actors N` on a running local Ray (N actors,
                one core each); the cluster's own start-up (`ray.init`) is timed apart, and so is
                a job of one image (an actor's start: a process, torch, the model)
     host work  per image, everything an actor does besides the forward pass (read and decode,
@@ -14,7 +14,7 @@ for byte. Per model and image set it times, in this process:
                needs to stay busy — the input of the per-GPU estimate in docs/benchmarks.md
 
     python benchmarks/ray_predict.py                                   # demo model + Seg-T-Mask/16
-    python benchmarks/ray_predict.py --models Seg-T-Mask/16 --images 32 --workers 1 2
+    python benchmarks/ray_predict.py --models Seg-T-Mask/16 --images 32 --actors 1 2
 """
 
 from __future__ import annotations
@@ -76,11 +76,12 @@ def time_local(images: Path, checkpoint: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def time_ray(images: Path, checkpoint: Path, out: Path, workers: int) -> float:
+def time_ray(images: Path, checkpoint: Path, out: Path, actors: int) -> float:
     from jobs.ray_engine import RayJob, run_ray
+    from model.options import SegmentOptions
 
-    job = RayJob(checkpoint=str(checkpoint), out=str(out), outputs=("mask", "overlay"), scale="none",
-                 workers=workers)
+    job = RayJob(checkpoint=str(checkpoint), out=str(out), outputs=("mask", "overlay"),
+                 options=SegmentOptions(scale="none"), actors=actors)
     start = time.perf_counter()
     result = run_ray(job, str(images), progress=False)
     assert not result.failures, result.failures
@@ -117,7 +118,7 @@ def main() -> None:
                         help="demo-seg-t16 and/or registry variants (random weights, 150 classes)")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, nargs=2, default=(683, 512), metavar=("WIDTH", "HEIGHT"))
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
     import ray
@@ -137,11 +138,11 @@ def main() -> None:
             expected = files(folder / "local")
             startup = time_ray(first_images(images, folder / "startup", 1), checkpoint, folder / "startup-out", 1)
             print(f"  ray start-up {startup:6.1f} s  (a job of one image: the actor starts and loads the model)")
-            for workers in args.workers:
-                out = folder / f"ray{workers}"
-                seconds = time_ray(images, checkpoint, out, workers)
+            for actors in args.actors:
+                out = folder / f"ray{actors}"
+                seconds = time_ray(images, checkpoint, out, actors)
                 same = files(out) == expected
-                label = f"ray {workers} actor{'s' if workers > 1 else ''}"
+                label = f"ray {actors} actor{'s' if actors > 1 else ''}"
                 print(f"  {label:12s} {seconds:6.1f} s  {args.images / seconds:6.2f} img/s  "
                       f"outputs equal the local engine's: {'yes' if same else 'NO'}")
             host = host_seconds_per_image(images, checkpoint)
@@ -149,7 +150,7 @@ def main() -> None:
             masks_only = sum(host.values()) - host["overlay PNG"]
             print(f"  one core feeds {1 / masks_only:.0f} img/s (masks only), "
                   f"{1 / sum(host.values()):.0f} (and overlays)")
-            for path in [folder / "local", folder / "startup-out", *(folder / f"ray{w}" for w in args.workers)]:
+            for path in [folder / "local", folder / "startup-out", *(folder / f"ray{w}" for w in args.actors)]:
                 shutil.rmtree(path)
         ray.shutdown()
 

@@ -60,7 +60,8 @@ def one_class(text: str, metadata) -> int:
 def run_attention(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from model import Predictor, attention_picture, image_attention, load_segmenter
+    from model import Predictor, load_segmenter
+    from model.inference import attention_picture, image_attention
 
     net = load_segmenter(args.checkpoint)
     predictor = Predictor(net)

@@ -1,7 +1,7 @@
 """Does an exported graph compute what PyTorch computes? Compare two backends on the same inputs.
 
 Inputs: random normalized noise, and "real-looking" scenes (smooth gradients, blobs, stripes
-and edges, as photos have) cut into windows with `model.tile_windows`, so the check exercises
+and edges, as photos have) cut into windows with `model.inference.tile_windows`, so the check exercises
 the same sliding-window path the service runs. Reported: the largest absolute logit
 difference, that difference relative to the largest reference logit, and the fraction of
 pixels whose arg-max class agrees.
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model import ModelMetadata, WindowForward, run_windows, tile_windows
+from model import ModelMetadata
+from model.inference import WindowForward, run_windows, tile_windows
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def parity_windows(metadata: ModelMetadata, window: int, seed: int = 0) -> torch
 def compare_backends(reference: WindowForward, candidate: WindowForward, windows: torch.Tensor, *, reference_name: str,
                      candidate_name: str, rtol: float = 1e-3, min_agreement: float = 0.999,
                      batch_size: int = 4) -> ParityReport:
-    """Run both backends over `windows` (in batches, via `model.run_windows`) and compare."""
+    """Run both backends over `windows` (in batches, via `model.inference.run_windows`) and compare."""
     with torch.inference_mode():
         expected = run_windows(reference, windows, batch_size).float().cpu()
         got = run_windows(candidate, windows, batch_size).float().cpu()

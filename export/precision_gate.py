@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from export.artifact import ExportError
 from export.parity import synthetic_scene
-from model import ConfusionMatrix, Predictor, list_images, read_image
+from model import Predictor, list_images, read_image
+from model.scores import ConfusionMatrix
 
 MIN_PIXEL_AGREEMENT = 0.99
 MAX_MIOU_DROP = 0.5  # mIoU points (0..100)

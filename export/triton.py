@@ -5,7 +5,7 @@
     REPO/<name>/1/model.onnx        (or model.plan for the TensorRT platform)
 
 Clients send normalized B×3×ws×ws windows and receive B×C×ws×ws logits: the same window
-contract as our service, so `model.tile_windows` / `merge_windows` do the rest client-side.
+contract as our service, so `model.inference.tile_windows` / `merge_windows` do the rest client-side.
 """
 
 from __future__ import annotations

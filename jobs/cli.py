@@ -9,8 +9,8 @@ from pathlib import Path
 from model import DEFAULT_MAX_WINDOWS, IMAGE_SUFFIXES, PRECISIONS, parse_scale
 from model.outputs import OUTPUTS, parse_outputs
 
-RAY_OPTIONS = ("address", "workers", "gpus_per_worker", "images_per_batch")
-RAY_DEFAULTS = {"workers": 2, "gpus_per_worker": 0.0, "images_per_batch": 4}
+RAY_OPTIONS = ("address", "actors", "gpus_per_actor", "images_per_batch")
+RAY_DEFAULTS = {"actors": 2, "gpus_per_actor": 0.0, "images_per_batch": 4}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=parse_scale, default=None,
                    help="resize images to this short side before segmenting them, or none (as they are); "
                    "default: the checkpoint's test scale")
-    p.add_argument("--device", help="cpu (default), cuda, cuda:1, ... (--engine ray: see --gpus-per-worker)")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, ... (--engine ray: see --gpus-per-actor)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
@@ -51,8 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                "(pip install -e '.[ray]'); outputs are the local engine's, file for file")
     ray.add_argument("--engine", choices=["local", "ray"], default="local")
     ray.add_argument("--address", help="the Ray cluster (default: RAY_ADDRESS, else a local one is started)")
-    ray.add_argument("--workers", type=int, help=f"actors (default {RAY_DEFAULTS['workers']})")
-    ray.add_argument("--gpus-per-worker", type=float, help="GPUs per actor (default 0: CPU actors)")
+    ray.add_argument("--actors", type=int,
+                     help=f"Ray actors, each holding one model (default {RAY_DEFAULTS['actors']})")
+    ray.add_argument("--gpus-per-actor", type=float, help="GPUs per actor (default 0: CPU actors)")
+    # The names before 0.2, for one release (README: one word, one meaning).
+    ray.add_argument("--workers", dest="actors", type=int, help=argparse.SUPPRESS)
+    ray.add_argument("--gpus-per-worker", dest="gpus_per_actor", type=float, help=argparse.SUPPRESS)
     ray.add_argument("--images-per-batch", type=int,
                      help=f"images an actor segments together, their windows batched (default "
                      f"{RAY_DEFAULTS['images_per_batch']})")
@@ -74,17 +78,16 @@ def chosen_outputs(args: argparse.Namespace) -> tuple[str, ...]:
     return parse_outputs(",".join(outputs))
 
 
-def image_job(args: argparse.Namespace, metadata):
-    from jobs.per_image import ImageJob, model_name
-    from model.outputs import RenderOptions
+def segment_options(args: argparse.Namespace):
+    """The flags as the one options type (model.options.SegmentOptions): the checks of every caller."""
+    from model.options import SegmentOptions
 
-    selected = metadata.class_ids(args.classes) if args.classes else None
-    return ImageJob(chosen_outputs(args), RenderOptions(args.alpha, args.legend, args.polygons, selected),
-                    args.multiscale, args.scale, model_name(args.checkpoint))
+    return SegmentOptions(scale=args.scale, multiscale=args.multiscale, classes=args.classes, alpha=args.alpha,
+                          legend=args.legend, polygons=args.polygons)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    chosen_outputs(args)  # option mistakes before any loading
+    chosen_outputs(args), segment_options(args)  # option mistakes before any loading
     if args.engine == "ray":
         return run_predict_ray(args)
     given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]
@@ -98,11 +101,12 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_predict_local(args: argparse.Namespace) -> int:
     from jobs.inputs import clashes, find_images
     from jobs.local_engine import run_local
+    from jobs.per_image import ImageJob
     from model import Predictor, load_segmenter
 
     inputs = find_images(Path(args.input))  # a missing input or checkpoint: cli.main reports it (exit 2)
     net = load_segmenter(args.checkpoint)
-    job = image_job(args, net.metadata)
+    job = ImageJob.for_model(chosen_outputs(args), segment_options(args), net.metadata, args.checkpoint)
     print_skipped(inputs.skipped)
     if not inputs.images:
         print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
@@ -119,12 +123,11 @@ def run_predict_ray(args: argparse.Namespace) -> int:
 
     if args.device is not None:
         raise PredictOptionError("--device does not apply to --engine ray: actors use a GPU when "
-                                 "--gpus-per-worker is above 0, else the CPU")
+                                 "--gpus-per-actor is above 0, else the CPU")
     options = {name: getattr(args, name) if getattr(args, name) is not None else RAY_DEFAULTS[name]
                for name in RAY_DEFAULTS}
-    job = RayJob(checkpoint=args.checkpoint, out=args.out, outputs=chosen_outputs(args), alpha=args.alpha,
-                 legend=args.legend, polygons=args.polygons, classes=args.classes, multiscale=args.multiscale,
-                 scale=args.scale, precision=args.precision, batch_size=args.batch_size,
+    job = RayJob(checkpoint=args.checkpoint, out=args.out, outputs=chosen_outputs(args),
+                 options=segment_options(args), precision=args.precision, batch_size=args.batch_size,
                  max_windows=args.max_windows or None, **options)
     result = run_ray(job, args.input, args.address)
     print_skipped(result.skipped)

@@ -28,9 +28,10 @@ def run_local(inputs: Inputs, predictor: Predictor, out: Path, job: ImageJob) ->
     for path in tqdm(inputs.images, desc="segmenting", unit="img", disable=len(inputs.images) == 1):
         try:
             # The cost is checked from the header, before the image is decoded.
-            predictor.check_cost(*image_size(path), job.multiscale, scale=job.scale)
+            options = job.options
+            cost = predictor.check_cost(*image_size(path), options.multiscale, scale=options.scale)
             rgb = read_image(path)
-            plan = predictor.prepare(rgb, job.multiscale, scale=job.scale)
+            plan = predictor.prepare(rgb, options.multiscale, scale=options.scale, checked=cost)
             mask, files = image_files(predictor, rgb, plan, predictor.run(plan), inputs.names[path], job)
         except (ImageError, OSError, TooManyWindows) as exc:
             result.failures.append(failure_reason(str(path), exc))

@@ -4,24 +4,31 @@ their files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from model import ImageError, Predictor, Scale, TooManyWindows, WindowPlan
+from model import ImageError, ModelMetadata, Predictor, TooManyWindows, WindowPlan
+from model.options import SegmentOptions
 from model.outputs import FILE_SUFFIXES, RenderOptions, render
 
 
 @dataclass(frozen=True)
 class ImageJob:
-    """The options every image of a job is segmented and rendered with."""
+    """What every image of a job gets: the outputs, the one options type, and both resolved for
+    the job's model once (`for_model`)."""
 
-    outputs: tuple[str, ...] = ("mask",)  # from model.outputs.OUTPUTS
-    render: RenderOptions = field(default_factory=RenderOptions)
-    multiscale: bool = False
-    scale: Scale = None
-    model_name: str = ""  # named in JSON outputs
+    outputs: tuple[str, ...]  # from model.outputs.OUTPUTS
+    options: SegmentOptions
+    render: RenderOptions  # options.render_options(the model's metadata)
+    model_name: str  # named in JSON outputs
+
+    @classmethod
+    def for_model(cls, outputs: tuple[str, ...], options: SegmentOptions, metadata: ModelMetadata,
+                  checkpoint: str) -> ImageJob:
+        """ValueError naming an unknown class of `options.classes`."""
+        return cls(outputs, options, options.render_options(metadata), model_name(checkpoint))
 
     @property
     def coco(self) -> bool:

@@ -6,7 +6,7 @@ retrying its batch — and we do only what is ours:
     driver:  read the checkpoint (a bad one fails here, once); list the images and their output
              names (as the local command names them: `jobs.storage`) -> a Dataset of rows
              {index, location, display, file, name}, one block per batch of images
-    actors:  one loaded `Predictor` each (on a GPU with --gpus-per-worker); per batch of rows:
+    actors:  one loaded `Predictor` each (on a GPU with --gpus-per-actor); per batch of rows:
              check each image's cost from its header, read, plan, run every window of the batch
              together (`Predictor.run_many`; one image at a time if the batch fails, e.g. out of
              memory), finish and render as the local engine does (`jobs.per_image.image_files`),
@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 
 from jobs.inputs import relative_names
-from jobs.per_image import ImageJob, failure_reason, image_files, model_name
+from jobs.per_image import ImageJob, failure_reason, image_files
 from jobs.storage import Output, Reader, is_uri, list_inputs
-from model import Predictor, SegmenterError, class_annotations, image_size, load_segmenter, read_image
-from model.outputs import COCO_FILE, OUTPUTS, CocoResults, RenderOptions
+from model import Predictor, SegmenterError, image_size, load_segmenter, read_image
+from model.annotations import class_annotations
+from model.options import SegmentOptions
+from model.outputs import COCO_FILE, OUTPUTS, CocoResults
 
 ACTOR_RETRIES = 2  # times a batch is retried after its actor died
 
@@ -55,17 +57,12 @@ class RayJob:
     checkpoint: str
     out: str
     outputs: tuple[str, ...] = ("mask",)  # from model.outputs.OUTPUTS
-    alpha: float = 0.5
-    legend: bool = True
-    polygons: bool = False
-    classes: str | None = None  # names or ids, comma-separated
-    multiscale: bool = False
-    scale: int | str | None = None
+    options: SegmentOptions = field(default_factory=SegmentOptions)  # the one options type
     precision: str = "fp32"
     batch_size: int = 4  # windows per forward pass
     max_windows: int | None = None
-    workers: int = 2  # actors
-    gpus_per_worker: float = 0.0
+    actors: int = 2
+    gpus_per_actor: float = 0.0
     images_per_batch: int = 4  # rows an actor receives at once: their windows run together
 
     @property
@@ -73,15 +70,13 @@ class RayJob:
         return "coco" in self.outputs
 
     def image_job(self, metadata) -> ImageJob:
-        selected = metadata.class_ids(self.classes) if self.classes else None
-        return ImageJob(self.outputs, RenderOptions(self.alpha, self.legend, self.polygons, selected),
-                        self.multiscale, self.scale, model_name(self.checkpoint))
+        return ImageJob.for_model(self.outputs, self.options, metadata, self.checkpoint)
 
     def __post_init__(self) -> None:
         unknown = set(self.outputs) - set(OUTPUTS)
         if unknown or not self.outputs:
             raise RayPredictError(f"outputs {sorted(unknown) or '(none)'}: choose from {', '.join(OUTPUTS)}")
-        bounds = [("--workers", self.workers, 1), ("--gpus-per-worker", self.gpus_per_worker, 0),
+        bounds = [("--actors", self.actors, 1), ("--gpus-per-actor", self.gpus_per_actor, 0),
                   ("--images-per-batch", self.images_per_batch, 1), ("--batch-size", self.batch_size, 1)]
         for name, value, least in bounds:
             if value < least:
@@ -107,10 +102,10 @@ class SegmentActor:
         import torch
 
         self.job = job
-        if job.gpus_per_worker > 0 and not torch.cuda.is_available():
-            raise RayPredictError(f"this actor was given {job.gpus_per_worker} GPU(s) by Ray but torch sees no CUDA "
+        if job.gpus_per_actor > 0 and not torch.cuda.is_available():
+            raise RayPredictError(f"this actor was given {job.gpus_per_actor} GPU(s) by Ray but torch sees no CUDA "
                                   "device on its node: install a CUDA build of torch there")
-        device = "cuda" if job.gpus_per_worker > 0 else "cpu"
+        device = "cuda" if job.gpus_per_actor > 0 else "cpu"
         self.predictor = Predictor(load_segmenter(job.checkpoint), device=device, precision=job.precision,
                                    batch_size=job.batch_size, max_windows=job.max_windows)
         self.image_job = job.image_job(self.predictor.metadata)
@@ -139,10 +134,10 @@ class SegmentActor:
 
     def _prepare(self, row: dict[str, str]):
         data = self.reader.read(row["location"])
-        job = self.job
-        self.predictor.check_cost(*image_size(data), job.multiscale, scale=job.scale)  # before decoding
+        options = self.job.options
+        cost = self.predictor.check_cost(*image_size(data), options.multiscale, scale=options.scale)  # before decoding
         rgb = read_image(data)
-        return rgb, self.predictor.prepare(rgb, job.multiscale, scale=job.scale)
+        return rgb, self.predictor.prepare(rgb, options.multiscale, scale=options.scale, checked=cost)
 
     def _run(self, plans: dict, errors: list[str], rows: list[dict[str, str]]) -> dict:
         """Logits per image: the batch's windows together, or, if that fails (out of memory),
@@ -187,8 +182,8 @@ def run_ray(job: RayJob, source: str, address: str | None = None, progress: bool
     if not ray.is_initialized():
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
-    if job.gpus_per_worker > gpus:
-        raise RayPredictError(f"--gpus-per-worker {job.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPU(s) now; "
+    if job.gpus_per_actor > gpus:
+        raise RayPredictError(f"--gpus-per-actor {job.gpus_per_actor:g}: the Ray cluster has {gpus:g} GPU(s) now; "
                               "start GPU nodes first (with an autoscaler: keep at least one GPU node up) or drop "
                               "the option")
     rows = [{"index": i, "location": image.location, "display": image.display, "file": image.relative, "name": name}
@@ -200,10 +195,10 @@ def run_ray(job: RayJob, source: str, address: str | None = None, progress: bool
         dataset = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // job.images_per_batch))
         with warnings.catch_warnings():  # max_task_retries has no named parameter yet (ray < 2.64, pinned)
             warnings.simplefilter("ignore", DeprecationWarning)
-            pool = ray.data.ActorPoolStrategy(size=job.workers, max_tasks_in_flight_per_actor=1)
+            pool = ray.data.ActorPoolStrategy(size=job.actors, max_tasks_in_flight_per_actor=1)
             segmented = dataset.map_batches(
                 SegmentActor, fn_constructor_args=(job, listing.filesystem_uri), batch_size=job.images_per_batch,
-                batch_format="numpy", compute=pool, num_gpus=job.gpus_per_worker or None, num_cpus=1,
+                batch_format="numpy", compute=pool, num_gpus=job.gpus_per_actor or None, num_cpus=1,
                 memory=actor_memory_bytes(net, job),
                 udf_modifying_row_count=False, max_task_retries=ACTOR_RETRIES)
         # Actors are SPREAD over the nodes (Ray Data's default scheduling strategy). One batch in
@@ -271,7 +266,7 @@ def actor_memory_bytes(net, job: RayJob) -> int:
     gives 3.9 GiB, the 1.25× margin Ray Data's memory check asks for."""
     weights = sum(p.numel() * p.element_size() for p in net.parameters())
     logits = 0
-    if job.gpus_per_worker == 0:  # on a GPU actor the logits stay on the GPU
+    if job.gpus_per_actor == 0:  # on a GPU actor the logits stay on the GPU
         window = net.metadata.window_size
         logits = 2 * job.images_per_batch * 2 * net.metadata.num_classes * window * window * 4
     return int(weights + 1.5 * 2**30 + logits)

@@ -86,8 +86,8 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
             exported.reduced_precision(spec.precision)
         if spec.precision == "int8" and inference == "bf16" and not cpu_supports_bf16():
             inference = "fp32"  # the int8 graph's other operations in fp32: closer to fp32 than what was gated
-        # One OpenVINO stream per worker: `workers` batches run at once, sharing the cores.
-        runner = OpenVinoRunner(graph, inference, streams=spec.workers)
+        # One OpenVINO stream per batch in flight: they run at once, sharing the cores.
+        runner = OpenVinoRunner(graph, inference, streams=spec.batches_in_flight)
         predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
         detail = f"openvino {spec.precision}" + (f" ({inference} elsewhere)" if spec.precision == "int8" else "")
         return LoadedModel(spec, predictor, exported.config.get("patch_size"), detail)

@@ -69,8 +69,8 @@ class WindowBatcher:
 
     Args:
         forward: B×3×w×w normalized -> B×C×w×w logits (e.g. `Predictor.forward_windows`).
-        workers: batches run at the same time, each on its own thread. 1 (the default) for a GPU:
-            one stream of batches, no locking. On a CPU, 2+ workers with fewer torch threads
+        batches_in_flight: batches run at the same time, each on its own thread. 1 (the default) for a
+            GPU: one stream of batches, no locking. On a CPU, 2+ batches with fewer torch threads
             each keep every core busy where one forward pass cannot (docs/benchmarks.md).
         max_batch_size: windows per forward pass.
         max_queue_delay_s: how long a partial batch waits for more windows.
@@ -80,7 +80,8 @@ class WindowBatcher:
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], max_batch_size: int,
                  max_queue_delay_s: float, max_queue_windows: int,
-                 on_batch: Callable[[BatchStats], None] | None = None, name: str = "model", workers: int = 1) -> None:
+                 on_batch: Callable[[BatchStats], None] | None = None, name: str = "model",
+                 batches_in_flight: int = 1) -> None:
         self.forward = forward
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
@@ -89,8 +90,8 @@ class WindowBatcher:
         self._jobs: deque[_Job] = deque()
         self._queued = 0  # windows waiting, over all jobs
         self._wakeup = asyncio.Event()
-        self.workers = workers
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"batcher-{name}")
+        self.batches_in_flight = batches_in_flight
+        self._executor = ThreadPoolExecutor(max_workers=batches_in_flight, thread_name_prefix=f"batcher-{name}")
         self._tasks: list[asyncio.Task] = []
 
     # --- the request side ------------------------------------------------------------------
@@ -133,7 +134,7 @@ class WindowBatcher:
                 self._withdraw(job)
                 job.request = []
                 if not job.future.done():
-                    job.future.cancel()  # workers drop results for done futures
+                    job.future.cancel()  # batch threads drop results for done futures
                 elif not job.future.cancelled():
                     job.future.exception()  # retrieved: a second group's failure is not logged as lost
         return logits, min(job.queue_wait for job in jobs), sum(job.compute for job in jobs)
@@ -148,7 +149,7 @@ class WindowBatcher:
     # --- the worker side -------------------------------------------------------------------
     def _ensure_worker(self) -> None:
         self._tasks = [t for t in self._tasks if not t.done()]
-        while len(self._tasks) < self.workers:
+        while len(self._tasks) < self.batches_in_flight:
             self._tasks.append(asyncio.get_running_loop().create_task(self._work(), name="window-batcher"))
 
     async def _gather_batch(self) -> list[tuple[_Job, int, int]]:
@@ -222,7 +223,8 @@ class WindowBatcher:
         job.compute += compute
         job.done_windows += stop - start
         if job.done_windows == len(job.crops):
-            parts = [job.outputs[k] for k in sorted(job.outputs)]  # with several workers, slices finish in any order
+            # Several batches in flight: slices finish in any order.
+            parts = [job.outputs[k] for k in sorted(job.outputs)]
             job.future.set_result(torch.cat(parts) if len(parts) > 1 else parts[0])
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from model import default_cache_dir, fetch
+from model import zoo  # zoo.fetch: the function, not the module of that name
 from service.admission import Admission
 from service.backends import LoadedModel, ModelLoadError, load_model, warm_up
 from service.batcher import BatchStats, WindowBatcher
@@ -113,7 +113,7 @@ class ModelPool:
         served.batcher = WindowBatcher(
             loaded.predictor.forward_windows, served.spec.max_batch_size, self.settings.max_queue_delay_ms / 1000,
             queue_windows, on_batch=lambda stats: self._record_batch(name, stats), name=name,
-            workers=served.spec.workers)
+            batches_in_flight=served.spec.batches_in_flight)
         window = loaded.predictor.window_size
         window_bytes = loaded.predictor.cost(window, window).bytes
         served.admission = Admission(queue_windows * window_bytes, window_bytes)
@@ -152,9 +152,9 @@ class ModelPool:
                 served.detail = f"downloading {file_name}: {done / 1e6:,.0f} MB"
 
         served.detail = f"fetching {name}"
-        log.info("%s: fetching %s into %s", spec.name, name, self.settings.cache_dir or default_cache_dir())
+        log.info("%s: fetching %s into %s", spec.name, name, self.settings.cache_dir or zoo.default_cache_dir())
         registries = [p for p in (self.settings.weights_registry or "").split(os.pathsep) if p]
-        folder = await asyncio.to_thread(fetch, name, self.settings.cache_dir, self.settings.weights_mirror or "",
+        folder = await asyncio.to_thread(zoo.fetch, name, self.settings.cache_dir, self.settings.weights_mirror or "",
                                          registries, progress)
         return spec.model_copy(update={"checkpoint": str(folder)})
 

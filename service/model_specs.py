@@ -13,7 +13,7 @@
         device: cpu                   # cpu | cuda | cuda:1 ...
         precision: fp32               # fp32 | fp16 | bf16 | int8 (openvino)
         max_batch_size: 8             # windows per forward pass
-        workers: 1                    # batches in flight at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
+        batches_in_flight: 1          # batches run at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
         window_size: null             # override the checkpoint's sliding window (pixels)
         window_stride: null
         max_windows_per_request: null # override SEGMENTER_MAX_WINDOWS_PER_REQUEST for this model
@@ -47,7 +47,7 @@ class ModelSpec(BaseModel):
     device: str = "cpu"
     precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     max_batch_size: int = Field(8, ge=1, le=1024)
-    workers: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
+    batches_in_flight: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
     window_size: int | None = Field(None, ge=16)
     window_stride: int | None = Field(None, ge=1)
     max_windows_per_request: int | None = Field(None, ge=1)  # None: the service setting
@@ -61,6 +61,13 @@ class ModelSpec(BaseModel):
     @property
     def zoo_name(self) -> str:
         return self.checkpoint[len(ZOO_PREFIX):]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data):
+        if isinstance(data, dict) and "workers" in data:
+            raise ValueError("`workers` is now `batches_in_flight` (batches a model runs at once); rename the key")
+        return data
 
     @field_validator("device")
     @classmethod

@@ -25,10 +25,11 @@ from typing import TypeVar
 import numpy as np
 
 from model import Cancelled, ImageError, Predictor, TooManyWindows, WindowPlan, image_size, read_image
+from model.inference import WindowCost
 from service.errors import ServiceError, image_error
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
-from service.segment_options import SegmentOptions
+from service.segment_options import SegmentForm
 
 T = TypeVar("T")
 
@@ -58,15 +59,16 @@ class Abort:
         return self.event.is_set()
 
 
-def _decode_and_plan(predictor: Predictor, data: bytes, max_pixels: int, options: SegmentOptions,
-                     abort: Abort) -> tuple[np.ndarray, WindowPlan]:
+def _decode_and_plan(predictor: Predictor, data: bytes, max_pixels: int, options: SegmentForm,
+                     abort: Abort, cost: WindowCost) -> tuple[np.ndarray, WindowPlan]:
     try:
         rgb = read_image(data, max_pixels)
     except ImageError as exc:
         raise image_error(exc) from exc
     if abort():
         raise Cancelled("the request ended while its image was decoded")
-    return rgb, predictor.prepare(rgb, options.multiscale, should_stop=abort, scale=options.scale)
+    # The cost was checked from the header: `prepare` does not estimate it again.
+    return rgb, predictor.prepare(rgb, options.multiscale, should_stop=abort, scale=options.scale, checked=cost)
 
 
 def too_many_windows(exc: TooManyWindows) -> ServiceError:
@@ -86,7 +88,7 @@ async def _in_thread(executor: Executor, abort: Abort, fn: Callable[..., T], *ar
         raise
 
 
-async def segment(served: ServedModel, data: bytes, options: SegmentOptions, executor: Executor, max_pixels: int,
+async def segment(served: ServedModel, data: bytes, options: SegmentForm, executor: Executor, max_pixels: int,
                   abort: Abort, metrics: ServiceMetrics) -> Segmentation:
     """Segment one uploaded image with a ready model.
 
@@ -106,17 +108,18 @@ async def segment(served: ServedModel, data: bytes, options: SegmentOptions, exe
         raise too_many_windows(exc) from exc
     try:
         async with served.admission.reserve(cost.bytes):
-            return await _run(served, predictor, data, options, executor, max_pixels, abort)
+            return await _run(served, predictor, data, options, executor, max_pixels, abort, cost)
     except (Cancelled, asyncio.CancelledError):
         metrics.cancelled.labels(model=served.spec.name, reason=abort.reason, stage=abort.stage).inc()
         raise
 
 
-async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: SegmentOptions, executor: Executor,
-               max_pixels: int, abort: Abort) -> Segmentation:
+async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: SegmentForm, executor: Executor,
+               max_pixels: int, abort: Abort, cost: WindowCost) -> Segmentation:
     start = time.perf_counter()
     abort.stage = "decode"
-    rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, data, max_pixels, options, abort)
+    rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, data, max_pixels, options, abort,
+                                 cost)
     prepared = time.perf_counter()
     abort.stage = "queue"
     logits, queue_wait, _ = await served.batcher.run_groups(plan.groups)  # admitted or refused as one request

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import Predictor, Segmenter, plan_windows
+from model import Predictor, Segmenter
+from model.inference import plan_windows
 from testkit import mmseg_reference as mmseg_ref
 
 CASES = [("mask", "runner"), ("linear", "runner"), ("mask", "zoo"), ("linear", "zoo")]

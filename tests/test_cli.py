@@ -76,7 +76,7 @@ def test_convert_official_checkpoint_keeps_logits(tmp_path):
                  "--out", str(tmp_path / "ours")]) == 0
     net = load_segmenter(tmp_path / "ours")
     assert net.metadata.dataset == "cityscapes" and net.metadata.class_names[0] == "road"
-    from model import file_sha256
+    from model.checkpoints import file_sha256
 
     provenance = net.metadata.provenance
     assert provenance["sha256"] == file_sha256(tmp_path / "official" / "checkpoint.pth")

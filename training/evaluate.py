@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from model import ConfusionMatrix, Predictor, Scale, SegmentationScores
+from model import Predictor, Scale
+from model.scores import ConfusionMatrix, SegmentationScores
 from training.data.base import SegmentationDataset
 
 

@@ -26,7 +26,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model import (
-    IGNORE_INDEX,
     ModelMetadata,
     Predictor,
     Segmenter,
@@ -34,10 +33,11 @@ from model import (
     get_variant,
     load_pretrained_encoder,
     load_segmenter,
-    normalization_stats,
-    precision_dtype,
     save_checkpoint,
 )
+from model.inference import precision_dtype
+from model.metadata import normalization_stats
+from model.scores import IGNORE_INDEX
 from training import distributed
 from training.batches import BatchStream
 from training.checkpoint_schedule import CheckpointSchedule

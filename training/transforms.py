@@ -16,7 +16,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from model import IGNORE_INDEX
+from model.scores import IGNORE_INDEX
 
 
 def rescale_size(height: int, width: int, scale: tuple[float, float]) -> tuple[int, int]:

@@ -136,7 +136,7 @@ def image_attention(predictor: Predictor, rgb: np.ndarray, layer: int, part: Par
     """The attention of the token of `pixel` (x, y in `rgb`) or of `class_id` (decoder), for the
     whole image resized as `Predictor` resizes it (its test scale, or `scale`). ValueError for a
     model that is not a torch model, an image too large for one attention matrix, bad tokens."""
-    net = getattr(predictor.forward, "net", None)
+    net = predictor.net
     if not isinstance(net, Segmenter):
         raise ValueError("attention maps need the PyTorch model; this one runs as an exported graph")
     if (pixel is None) == (class_id is None):

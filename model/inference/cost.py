@@ -80,12 +80,14 @@ class WindowCost:
 
     windows: windows over all views; largest_view: (H, W) of the largest tiled view;
     bytes: estimated peak bytes of the request's tensors (decoded and normalized image, window
-    crops, window logits, merged views) — where the memory of a request goes.
+    crops, window logits, merged views) — where the memory of a request goes; image_size: the
+    H×W it was estimated (and checked) for.
     """
 
     windows: int
     largest_view: tuple[int, int]
     bytes: int
+    image_size: tuple[int, int] = (0, 0)  # (H, W) of the image it was estimated for
 
 
 def estimate_cost(height: int, width: int, window: int, stride: int, num_classes: int,
@@ -103,7 +105,7 @@ def estimate_cost(height: int, width: int, window: int, stride: int, num_classes
     window_pixels = flips * sum(n * wh * ww for n, (_, (wh, ww)) in zip(per_view, geometry, strict=True))
     crops_and_logits = window_pixels * (3 + num_classes) * floats
     merged = flips * sum(h * w for (h, w), _ in geometry) * (num_classes + 1) * floats  # merged logits + counts
-    return WindowCost(windows, largest, image + crops_and_logits + merged)
+    return WindowCost(windows, largest, image + crops_and_logits + merged, (height, width))
 
 
 def check_windows(cost: WindowCost, limit: int | None, height: int, width: int, multiscale: bool,

@@ -124,6 +124,11 @@ class Predictor:
         self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)
 
     # --- what an image will cost ------------------------------------------------------------
+    @property
+    def net(self):
+        """The PyTorch Segmenter behind this predictor, or None when it runs an exported graph."""
+        return getattr(self.forward, "net", None)
+
     def cost(self, height: int, width: int, multiscale: bool = False, scales: Sequence[float] | None = None,
              scale: Scale = None) -> WindowCost:
         """Windows and memory an H×W image needs, from its size alone (nothing is computed)."""
@@ -153,15 +158,18 @@ class Predictor:
 
     # --- the three steps -----------------------------------------------------------------
     def prepare(self, rgb: np.ndarray, multiscale: bool = False, scales: Sequence[float] | None = None,
-                should_stop: StopCheck | None = None, scale: Scale = None) -> WindowPlan:
+                should_stop: StopCheck | None = None, scale: Scale = None,
+                checked: WindowCost | None = None) -> WindowPlan:
         """H×W×3 uint8 RGB -> every window the image needs (normalized, on the device).
 
         `scale` overrides the checkpoint's test scale (a short side in pixels, or "none").
         Raises TooManyWindows before any work when the image needs more than `max_windows`, and
-        `Cancelled` between views once `should_stop()` is true.
+        `Cancelled` between views once `should_stop()` is true. `checked`: the cost `check_cost`
+        already gave for this image's size (from its header), not computed again.
         """
         _check_rgb(rgb)
-        self.check_cost(*rgb.shape[:2], multiscale, scales, scale)
+        if checked is None or checked.image_size != rgb.shape[:2]:
+            self.check_cost(*rgb.shape[:2], multiscale, scales, scale)
         size = scaled_size(*rgb.shape[:2], self.rescale_factor(*rgb.shape[:2], scale))
         scales, flips = self._views(multiscale, scales)
         with torch.inference_mode():

@@ -1,7 +1,7 @@
 """Trained weights by name: the registry of public checkpoints, verified downloads, a cache.
 
 registry.yaml (the data), registry.py (entries, mirrors), download.py (resumable, verified),
-fetch.py (download -> convert -> cache), cli.py (`segmenter weights list|fetch`).
+fetch.py (download -> convert -> cache). The `segmenter weights` command is cli/weights.py.
 """
 
 from model.zoo.fetch import cached_folder, default_cache_dir, fetch, fetch_entry

@@ -8,13 +8,15 @@ header, the model's in-flight memory budget, 404 for unknown models, 503 while l
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from model import ImageError, TooManyWindows, attention_picture, image_attention, image_size, read_image
+from model import ImageError, TooManyWindows, image_size, read_image
+from model.inference import attention_picture, image_attention
+from model.options import ScaleOption
 from model.outputs import png_bytes
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError, image_error
@@ -38,8 +40,8 @@ class AttentionOptions(BaseModel):
     head: int | None = Field(None, ge=0, description="png: one head (default: a grid of every head)")
     output: Literal["png", "json"] = Field("png", description="png: heat maps over the image; json: the "
                                            "maps at patch resolution")
-    scale: Annotated[int, Field(ge=1, le=16384)] | Literal["none"] | None = Field(
-        None, description="as for /segment: the image is seen as the model sees it (its test scale)")
+    scale: ScaleOption = Field(None, description="as for /segment: the image is seen as the model sees it (its "
+                               "test scale)")
 
 
 @router.post("/attention", responses=RESPONSES, response_class=Response, summary="Attention maps of one token",

@@ -75,7 +75,7 @@ async def list_models(pool: PoolDep, settings: SettingsDep) -> ModelList:
 
 
 def _attention_layers(loaded) -> AttentionLayers | None:
-    config = getattr(getattr(loaded.predictor.forward, "net", None), "config", None) if loaded else None
+    config = loaded.predictor.net.config if loaded and loaded.predictor.net is not None else None
     if config is None:
         return None
     mask = config.decoder == "mask_transformer"

@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from model.outputs import MEDIA_TYPES, RenderOptions, classes_present, keep_only, render
+from model.outputs import MEDIA_TYPES, classes_present, keep_only, render
 from service.batcher import BatchFailed
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError
@@ -18,7 +18,7 @@ from service.form_options import openapi_form, read_form
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
 from service.request_outcome import RESPONSES, recorded, resolve_model, unavailable
-from service.segment_options import SegmentOptions, selected_classes
+from service.segment_options import SegmentForm, render_options
 from service.segmentation import Abort, Segmentation, segment
 from service.settings import Settings
 
@@ -39,14 +39,14 @@ async def _disconnected(request: Request) -> None:
 
 
 @router.post("/segment", responses=RESPONSES, response_class=Response, summary="Segment an image",
-             description=DESCRIPTION, openapi_extra=openapi_form(SegmentOptions))
+             description=DESCRIPTION, openapi_extra=openapi_form(SegmentForm))
 async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
                         executor: ExecutorDep) -> Response:
     started = time.perf_counter()
     metrics.in_flight.inc()
     try:
         with recorded(metrics, "invalid", settings.retry_after_s) as outcome:
-            image, options = await read_form(request, SegmentOptions)
+            image, options = await read_form(request, SegmentForm)
             outcome.output = options.output
             served = resolve_model(pool, options.model)
             outcome.model = served.spec.name
@@ -76,7 +76,7 @@ class _ClientGone(Exception):
     """The client hung up before its answer was ready."""
 
 
-async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes, options: SegmentOptions,
+async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes, options: SegmentForm,
                               settings: Settings, executor: Executor, metrics: ServiceMetrics) -> Segmentation:
     """Segment, unless the client hangs up (_ClientGone) or the timeout passes (504) first; either
     way the unfinished work is stopped: its threads at their next step, its queued windows
@@ -106,15 +106,14 @@ def _add_headers(response: Response, served: ServedModel, result: Segmentation, 
                              "X-Segmenter-Windows": str(result.windows), "Server-Timing": timing})
 
 
-def _render(result: Segmentation, served: ServedModel, options: SegmentOptions) -> Response:
+def _render(result: Segmentation, served: ServedModel, options: SegmentForm) -> Response:
     """The output asked for, rendered by `model.outputs` as `segmenter predict --output` renders it."""
     metadata = served.loaded.predictor.metadata
-    selected = selected_classes(options.classes, metadata)
-    render_options = RenderOptions(options.alpha, options.legend, options.polygons, selected)
-    body = render(options.output, result.rgb, result.mask, metadata, served.spec.name, result.confidence,
-                  render_options)
+    drawing = render_options(options, metadata)
+    body = render(options.output, result.rgb, result.mask, metadata, served.spec.name, result.confidence, drawing)
     headers = {}
     if options.output == "overlay":  # the classes found travel in a header too, so a page can draw its own legend
+        selected = drawing.selected
         present = classes_present(keep_only(result.mask, selected, metadata), metadata, selected)
         headers["X-Segmenter-Classes"] = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")}
                                                      for c in present], ensure_ascii=True)

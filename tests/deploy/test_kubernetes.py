@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model import load_registry
+from model.zoo import load_registry
 from service.cli import graceful_shutdown_s
 from service.main import create_app
 from service.metrics import ServiceMetrics

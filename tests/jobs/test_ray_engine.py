@@ -25,6 +25,7 @@ psutil = pytest.importorskip("psutil")
 
 from jobs.ray_engine import RayJob, run_ray  # noqa: E402
 from jobs.storage import PARTIAL, InputError, list_inputs  # noqa: E402
+from model.options import SegmentOptions  # noqa: E402
 from training.data.synthetic import render  # noqa: E402
 
 DEMO = str(Path(__file__).resolve().parents[2] / "models" / "demo-seg-t16")
@@ -70,7 +71,8 @@ def local_outputs(scenes, tmp_path_factory) -> Path:
 
 
 def _job(out: Path, **changes) -> RayJob:
-    options = {"outputs": ("mask", "overlay"), "scale": "none", "workers": 2, "images_per_batch": 2} | changes
+    options = {"outputs": ("mask", "overlay"), "options": SegmentOptions(scale="none"), "actors": 2,
+               "images_per_batch": 2} | changes
     return RayJob(checkpoint=DEMO, out=str(out), **options)
 
 
@@ -155,8 +157,8 @@ def test_a_killed_actor_loses_nothing_and_writes_nothing_twice(cluster, scenes, 
 
 
 def test_options_of_the_other_engine_are_errors(scenes, tmp_path, capsys):
-    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path), "--workers", "3"]) == 2
-    assert "--workers only apply to --engine ray" in capsys.readouterr().err
+    assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path), "--actors", "3"]) == 2
+    assert "--actors only apply to --engine ray" in capsys.readouterr().err
     assert main(["predict", str(scenes), "--checkpoint", DEMO, "--out", str(tmp_path), "--engine", "ray",
                  "--device", "cuda"]) == 2
     assert "--device does not apply to --engine ray" in capsys.readouterr().err
@@ -171,7 +173,7 @@ def test_a_bad_checkpoint_or_missing_gpus_stop_the_job_before_any_actor(cluster,
     ray_args = ["predict", str(scenes), "--out", str(tmp_path / "out"), "--engine", "ray"]
     assert main([*ray_args, "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
-    assert main([*ray_args, "--checkpoint", DEMO, "--gpus-per-worker", "1"]) == 2
+    assert main([*ray_args, "--checkpoint", DEMO, "--gpus-per-actor", "1"]) == 2
     assert "the Ray cluster has 0 GPU(s)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

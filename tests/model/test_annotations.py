@@ -6,7 +6,7 @@ import numpy as np
 import pycocotools.mask as coco_mask
 import pytest
 
-from model import class_annotations, coco_rle, polygons, rasterize
+from model.annotations import class_annotations, coco_rle, polygons, rasterize
 from training.data.synthetic import render
 
 

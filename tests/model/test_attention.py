@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import attention_maps, load_segmenter
+from model import load_segmenter
+from model.inference import attention_maps
 from testkit.official_files import official_net_kwargs, write_official_checkpoint
 from testkit.official_segmenter import official_attention_map
 from tests.conftest import tiny_segmenter

@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from model import CheckpointError, load_segmenter, read_checkpoint_description, save_checkpoint
+from model import CheckpointError, load_segmenter, save_checkpoint
+from model.checkpoints import read_checkpoint_description
 from testkit.official_files import official_net_kwargs, write_official_checkpoint
 from tests.conftest import tiny_segmenter
 

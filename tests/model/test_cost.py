@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cli.main import main
-from model import Cancelled, Predictor, TooManyWindows, estimate_cost, plan_windows, save_checkpoint
-from model.inference import window_plan
+from model import Cancelled, Predictor, TooManyWindows, save_checkpoint
+from model.inference import estimate_cost, plan_windows, window_plan
 from model.inference.cost import rescale_factor, scaled_size
 from tests.conftest import tiny_segmenter
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import get_class_set, load_segmenter
+from model import load_segmenter
+from model.class_sets import get_class_set
 from testkit.official_files import official_net_kwargs, write_official_checkpoint
 
 CASES = {

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import MULTISCALE_SCALES, Predictor, plan_windows
+from model import Predictor
+from model.inference import MULTISCALE_SCALES, plan_windows
 from tests.conftest import tiny_segmenter
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import Predictor, merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
+from model import Predictor
+from model.inference import merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
 from testkit.official_inference import official_probabilities
 from tests.conftest import tiny_segmenter
 
@@ -81,7 +82,7 @@ def test_predictor_matches_official_inference(rng, shape, window, stride):
 
 def test_window_plan_gives_the_same_answer_whatever_the_batching():
     """The service runs a plan's windows in batches shared with other requests, in any order."""
-    from model import plan_windows
+    from model.inference import plan_windows
 
     net = tiny_segmenter(seed=2)
     image = torch.randn(1, 3, 70, 100)

@@ -69,7 +69,8 @@ def test_official_checkpoints_carry_the_authors_test_scale(tmp_path):
 
 
 def test_bundled_datasets_default_to_their_test_scale_and_it_round_trips(tmp_path):
-    from model import read_checkpoint_description, save_checkpoint
+    from model import save_checkpoint
+    from model.checkpoints import read_checkpoint_description
 
     meta = ModelMetadata.for_dataset("ade20k")
     assert meta.test_scale == (2048, 512) and ModelMetadata.for_dataset("cityscapes").test_scale == (2048, 1024)

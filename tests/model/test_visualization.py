@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import colorize, default_palette, draw_legend, get_class_set, mask_to_image, overlay
+from model.class_sets import default_palette, get_class_set
+from model.visualization import colorize, draw_legend, mask_to_image, overlay
 
 
 def png_round_trip(img: Image.Image) -> Image.Image:
@@ -64,7 +65,7 @@ def test_legend_adds_a_swatch_per_class():
 
 
 def test_background_classes_leave_the_photo_as_it_is():
-    from model import transparent_classes
+    from model.visualization import transparent_classes
 
     names = ["background", "cat", "Unlabeled", "dog"]
     assert transparent_classes(names) == (0, 2)

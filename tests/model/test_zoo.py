@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from cli.main import main
-from model import DATASETS, get_variant, load_segmenter, variant_config
+from model import get_variant, load_segmenter, variant_config
+from model.class_sets import DATASETS
 from model.zoo import ZooError, fetch, load_registry
 from testkit.zoo_files import write_registry
 from tests.weights_server import WeightsServer

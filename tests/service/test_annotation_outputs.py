@@ -7,7 +7,7 @@ import numpy as np
 import pycocotools.mask as coco_mask
 import pytest
 
-from model import rasterize
+from model.annotations import rasterize
 from service.main import create_app
 from service.settings import Settings
 from tests.service.conftest import decode_png, encode, post_image, random_image, reference_predictor, started_client

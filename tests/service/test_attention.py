@@ -1,4 +1,4 @@
-"""POST /attention: the maps `model.image_attention` computes, as PNG
+"""POST /attention: the maps `model.inference.image_attention` computes, as PNG
 grids or JSON at patch resolution; the same limits and errors as /segment."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from model import Predictor, image_attention, load_segmenter
+from model import Predictor, load_segmenter
+from model.inference import image_attention
 from tests.service.conftest import decode_png, encode, post_image, random_image, reference_predictor
 
 

@@ -182,7 +182,8 @@ def test_with_two_workers_slices_finishing_out_of_order_are_put_back_in_order():
                 first_may_finish.set()
             return expected(crops)
 
-        batcher = WindowBatcher(forward, max_batch_size=3, max_queue_delay_s=0.0, max_queue_windows=100, workers=2)
+        batcher = WindowBatcher(forward, max_batch_size=3, max_queue_delay_s=0.0, max_queue_windows=100,
+                                batches_in_flight=2)
         logits, _, _ = await batcher.run(crops_for(4, 6))  # two slices of 3, run on two threads
         torch.testing.assert_close(logits, expected(crops_for(4, 6)))
         assert calls == [3, 3]

@@ -11,7 +11,7 @@ import pytest
 
 from cli.main import main
 from export import read_exported
-from model import read_checkpoint_description
+from model.checkpoints import read_checkpoint_description
 from service.main import create_app
 from service.model_specs import load_models_file
 from service.settings import BUNDLED_MODELS, Settings

@@ -145,3 +145,15 @@ def test_models_show_their_memory_budget(client):
     info = {m["name"]: m for m in client.get("/models").json()["models"]}["tiny-16"]
     assert info["max_queue_windows"] == 512 and info["window_bytes"] > 64 * 64 * 8 * 4
     assert info["in_flight_budget_bytes"] == 512 * info["window_bytes"]
+
+
+def test_a_request_estimates_its_cost_once(client):
+    """From the header, before decoding; `prepare` takes that estimate instead of making another."""
+    predictor = client.app.state.pool.resolve("tiny-16").loaded.predictor
+    estimates, real = [], predictor.cost
+    predictor.cost = lambda *args, **kwargs: (estimates.append(args), real(*args, **kwargs))[1]
+    try:
+        answer = post_image(client, encode(random_image(64, 100, seed=6)), model="tiny-16", scale="80")
+    finally:
+        del predictor.cost
+    assert answer.status_code == 200 and [args[:2] for args in estimates] == [(64, 100)]

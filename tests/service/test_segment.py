@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import overlay
+from model.visualization import overlay
 from service.main import create_app
 from tests.conftest import tiny_segmenter
 from tests.service.conftest import (

@@ -67,9 +67,16 @@ def test_a_stride_larger_than_the_configured_window_names_the_entry(checkpoints,
         create_app(make_settings(write_models(tmp_path, entries)))
 
 
-@pytest.mark.parametrize("field, value", [("max_batch_size", 0), ("workers", 0), ("window_stride", 0)])
+@pytest.mark.parametrize("field, value", [("max_batch_size", 0), ("batches_in_flight", 0), ("window_stride", 0)])
 def test_non_positive_sizes_are_refused_naming_the_entry(checkpoints, tmp_path, field, value):
     entries = standard_entries(checkpoints)
     entries[0][field] = value
     with pytest.raises(ModelsFileError, match=rf"models\[tiny-16\]\.{field}"):
+        create_app(make_settings(write_models(tmp_path, entries)))
+
+
+def test_a_renamed_key_names_its_new_name(checkpoints, tmp_path):
+    entries = standard_entries(checkpoints)
+    entries[0]["workers"] = 2  # the name before batches_in_flight
+    with pytest.raises(ModelsFileError, match=r"models\[tiny-16\].*`workers` is now `batches_in_flight`"):
         create_app(make_settings(write_models(tmp_path, entries)))

@@ -90,7 +90,7 @@ def test_a_failed_download_fails_only_that_model(tmp_path, published, checkpoint
 def test_the_presets_name_registry_checkpoints(preset):
     from pathlib import Path
 
-    from model import load_registry
+    from model.zoo import load_registry
     from service.model_specs import load_models_file
 
     models = load_models_file(Path(__file__).resolve().parents[2] / "models" / preset)

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from cli.main import main
-from model import ConfusionMatrix, ModelMetadata, Predictor, build_segmenter, save_checkpoint
+from model import ModelMetadata, Predictor, build_segmenter, save_checkpoint
+from model.scores import ConfusionMatrix
 from training.data import synthetic
 from training.data.layouts import build_dataset
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from model import IGNORE_INDEX
+from model.scores import IGNORE_INDEX
 from training.transforms import TrainTransform, rescale_size
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], dtype=np.uint8)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import DATASETS as BUNDLED_DATASETS
-from model import IGNORE_INDEX, default_palette, get_class_set
+from model.class_sets import DATASETS as BUNDLED_DATASETS
+from model.class_sets import default_palette, get_class_set
+from model.scores import IGNORE_INDEX
 from training.data.base import Sample, SegmentationDataset, pair_by_stem
 
 # The layouts training reads: the bundled datasets (their classes ship with `model`), plus

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from model import ConfusionMatrix
+from model.scores import ConfusionMatrix
 
 
 def scores(pairs, num_classes):
