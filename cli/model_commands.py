@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     token.add_argument("--class", dest="class_name", help="a class name or id: its decoder token's attention")
     a.add_argument("--part", choices=["encoder", "decoder"],
                    help="default: encoder for --pixel, decoder for --class (class tokens live there)")
-    a.add_argument("--scale", type=parse_scale, default=None, help="as for predict (default: the test scale)")
+    a.add_argument("--scale", default=None, help="as for predict (default: the test scale)")
     a.add_argument("--out", type=Path, required=True, help="output folder")
     a.set_defaults(func=run_attention)
 
@@ -63,6 +63,7 @@ def run_attention(args: argparse.Namespace) -> int:
     from model import Predictor, load_segmenter
     from model.inference import attention_picture, image_attention
 
+    args.scale = parse_scale(args.scale)  # before loading: a typo costs nothing
     net = load_segmenter(args.checkpoint)
     predictor = Predictor(net)
     part = args.part or ("decoder" if args.class_name is not None else "encoder")

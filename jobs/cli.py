@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from model import DEFAULT_MAX_WINDOWS, IMAGE_SUFFIXES, PRECISIONS, parse_scale
+from model import DEFAULT_MAX_WINDOWS, IMAGE_SUFFIXES, PRECISIONS
 from model.outputs import OUTPUTS, parse_outputs
 
 RAY_OPTIONS = ("address", "actors", "gpus_per_actor", "images_per_batch")
@@ -25,11 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="an image file or a folder of images; with --engine ray also a text file listing "
                    "paths or URIs, or a URI pyarrow reads (s3://bucket/prefix, gs://...)")
-    p.add_argument("--checkpoint", required=True, help="our checkpoint folder, an official checkpoint.pth (with "
-                   "variant.yml), an MMSegmentation .pth")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint folder, an exported folder (its PyTorch "
+                   "weights), an official checkpoint.pth (with variant.yml), an MMSegmentation .pth, or zoo:NAME "
+                   "(segmenter weights list)")
     p.add_argument("--out", required=True, help="output folder (--engine ray: one every node can write, or a URI)")
-    p.add_argument("--output", type=parse_outputs, help=f"comma-separated, from {', '.join(OUTPUTS)} "
-                   "(default: mask)")
+    p.add_argument("--output", help=f"comma-separated, from {', '.join(OUTPUTS)} (default: mask)")
     p.add_argument("--overlay", action="store_true", help="alias of --output mask,overlay (kept for one release)")
     p.add_argument("--format", choices=["png", "coco"],
                    help="alias: png = --output mask, coco = --output coco (kept for one release)")
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--polygons", action="store_true", help="json: add polygons per class")
     p.add_argument("--classes", help="only these classes, by name or id, comma-separated (e.g. person,car)")
     p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
-    p.add_argument("--scale", type=parse_scale, default=None,
+    p.add_argument("--scale", default=None,
                    help="resize images to this short side before segmenting them, or none (as they are); "
                    "default: the checkpoint's test scale")
     p.add_argument("--device", help="cpu (default), cuda, cuda:1, ... (--engine ray: see --gpus-per-actor)")
@@ -73,17 +73,23 @@ def chosen_outputs(args: argparse.Namespace) -> tuple[str, ...]:
         if args.overlay or args.format:
             raise PredictOptionError("--overlay and --format are aliases of --output: give --output alone "
                                      "(e.g. --output mask,overlay)")
-        return args.output
+        return parse_outputs(args.output)
     outputs = ["coco" if args.format == "coco" else "mask"] + (["overlay"] if args.overlay else [])
     return parse_outputs(",".join(outputs))
 
 
 def segment_options(args: argparse.Namespace):
     """The flags as the one options type (model.options.SegmentOptions): the checks of every caller."""
+    from pydantic import ValidationError
+
     from model.options import SegmentOptions
 
-    return SegmentOptions(scale=args.scale, multiscale=args.multiscale, classes=args.classes, alpha=args.alpha,
-                          legend=args.legend, polygons=args.polygons)
+    try:
+        return SegmentOptions(scale=args.scale, multiscale=args.multiscale, classes=args.classes, alpha=args.alpha,
+                              legend=args.legend, polygons=args.polygons)
+    except ValidationError as exc:  # one line per flag, as a command line names them
+        raise PredictOptionError("; ".join(f"--{e['loc'][0]}: {e['msg'].removeprefix('Value error, ')}"
+                                           for e in exc.errors())) from None
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -14,33 +14,17 @@ one, a folder job for several.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from model.inference import Scale
+from model.inference import MAX_SCALE, Scale, parse_scale
 from model.metadata import ModelMetadata
 from model.outputs import RenderOptions
 
-MAX_SCALE = 16384  # a short side beyond any photo: larger values are typos
-
-
-def scale_value(value: Any) -> Scale:
-    """A scale as any caller spells it — 768, "768", "none", None — checked; ValueError otherwise."""
-    if value is None or value == "none":
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    elif isinstance(value, str) and value.strip().lower() == "none":
-        return "none"
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SCALE:
-        return value
-    raise ValueError(f"scale must be a short side in pixels (1..{MAX_SCALE}) or none, got {value!r}")
-
-
 ScaleOption = Annotated[
     Scale,
-    PlainValidator(scale_value),  # one message for every wrong value, not one per member of a union
+    PlainValidator(parse_scale),  # one message for every wrong value, not one per member of a union
     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_SCALE}, {"const": "none"}],
                     "title": "Scale"}),
 ]

@@ -87,3 +87,14 @@ def test_version():
     proc = subprocess.run([sys.executable, "-m", "cli", "--version"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("segmenter 0.")
+
+
+@pytest.mark.parametrize("flag, fragment", [
+    (["--output", "mask,bogus"], "unknown output 'bogus'; choose from mask, overlay, json, confidence, coco"),
+    (["--scale", "abc"], "--scale: scale must be a short side in pixels (1..16384) or none, got 'abc'"),
+    (["--alpha", "2"], "--alpha: Input should be less than or equal to 1"),
+    (["--output", "mask", "--overlay"], "--overlay and --format are aliases of --output: give --output alone"),
+])
+def test_predict_options_name_the_flag(capsys, tmp_path, flag, fragment):
+    _fails_cleanly(capsys, ["predict", str(tmp_path), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o"),
+                            *flag], fragment)

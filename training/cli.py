@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--data-root", required=True)
     e.add_argument("--split", default="val", choices=["train", "val"])
     e.add_argument("--multiscale", action="store_true", help="scales 0.5-1.75 with flips, probabilities averaged")
-    e.add_argument("--scale", type=parse_scale, default=None,
+    e.add_argument("--scale", default=None,
                    help="override the checkpoint's test scale: a short side in pixels, or none (images as they are)")
     e.add_argument("--device", default="auto")
     e.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
@@ -47,6 +47,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.data.layouts import build_dataset
     from training.evaluate import confusion_image, evaluate
 
+    args.scale = parse_scale(args.scale)  # before loading: a typo costs nothing
     ctx = distributed.setup(args.device)
     net = load_segmenter(args.checkpoint)  # errors here are reported by cli.main (exit 2)
     dataset = build_dataset(args.dataset, args.data_root, args.split)

@@ -16,12 +16,13 @@ from model.inference.attention import (
 from model.inference.cost import DEFAULT_MAX_WINDOWS, TooManyWindows, WindowCost, estimate_cost
 from model.inference.forward import PRECISIONS, TorchForward, WindowForward, precision_dtype
 from model.inference.images import IMAGE_FORMATS, IMAGE_SUFFIXES, ImageError, image_size, list_images, read_image
-from model.inference.predictor import MULTISCALE_SCALES, Predictor, Scale, class_id_dtype, parse_scale
+from model.inference.predictor import MAX_SCALE, MULTISCALE_SCALES, Predictor, Scale, class_id_dtype, parse_scale
 from model.inference.sliding_window import merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
 from model.inference.window_plan import Cancelled, View, WindowPlan, plan_windows
 
 __all__ = [
-    "DEFAULT_MAX_WINDOWS", "IMAGE_FORMATS", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS", "AttentionMaps",
+    "DEFAULT_MAX_WINDOWS", "IMAGE_FORMATS", "MAX_SCALE", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS",
+    "AttentionMaps",
     "ImageAttention", "attention_picture", "image_attention",
     "Cancelled", "ImageError", "Predictor", "Scale", "TooManyWindows", "TorchForward", "View", "WindowCost",
     "WindowForward", "WindowPlan", "attention_maps", "class_id_dtype", "estimate_cost", "image_size", "list_images",

@@ -22,7 +22,7 @@ Multi-scale averages the softmax probabilities.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,21 +48,21 @@ MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 Scale = int | Literal["none"] | None
 
 
-def parse_scale(text: str) -> Scale:
-    """A scale override as typed on a command line: "none", or a short side in pixels."""
-    if text.strip().lower() == "none":
+MAX_SCALE = 16384  # a short side beyond any photo: larger values are typos
+
+
+def parse_scale(value: Any) -> Scale:
+    """A scale as any caller spells it — 768, "768", "none", None — checked: the one scale parser of
+    the CLI, the HTTP forms and Python callers. ValueError naming the accepted values otherwise."""
+    if value is None or value == "none":
+        return value
+    if isinstance(value, str) and value.strip().lower() == "none":
         return "none"
-    try:
-        return check_scale(int(text))
-    except ValueError:
-        raise ValueError(f"scale must be a short side in pixels (>= 1) or 'none', got {text!r}") from None
-
-
-def check_scale(scale: Scale) -> Scale:
-    """`scale` itself if valid; ValueError naming the accepted values otherwise."""
-    if scale is None or scale == "none" or (isinstance(scale, int) and not isinstance(scale, bool) and scale >= 1):
-        return scale
-    raise ValueError(f"scale must be a short side in pixels (>= 1) or 'none', got {scale!r}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SCALE:
+        return value
+    raise ValueError(f"scale must be a short side in pixels (1..{MAX_SCALE}) or none, got {value!r}")
 
 
 def class_id_dtype(num_classes: int) -> np.dtype:
@@ -146,7 +146,7 @@ class Predictor:
     def rescale_factor(self, height: int, width: int, scale: Scale = None) -> float:
         """How much an H×W image is resized before tiling: into the checkpoint's test scale, or
         to the short side `scale`, or not at all (`scale="none"`)."""
-        check_scale(scale)
+        scale = parse_scale(scale)  # also "768" as a form or a command line gives it
         if scale is None:
             return rescale_factor(height, width, self.metadata.test_scale)
         return 1.0 if scale == "none" else scale / min(height, width)

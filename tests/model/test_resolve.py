@@ -79,6 +79,16 @@ def test_zoo_names_work_in_every_command_and_offline_from_the_cache(published, p
     # The server is gone: everything below reads the cache.
     assert main(["attention", str(photo), "--checkpoint", "zoo:tiny-mmseg", "--layer", "0", "--pixel", "5,5",
                  "--scale", "none", "--out", str(tmp_path / "att")]) == 0
+    ade = tmp_path / "ade"  # two ADE20K-layout validation images (labels 0..150, 0 = ignore)
+    for folder in ("images/validation", "annotations/validation"):
+        (ade / folder).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(smooth_image(64, 80, seed=10 + i)).save(ade / "images" / "validation" / f"v{i}.jpg")
+        label = np.random.default_rng(i).integers(0, 151, (64, 80)).astype(np.uint8)
+        Image.fromarray(label).save(ade / "annotations" / "validation" / f"v{i}.png")
+    assert main(["eval", "--checkpoint", "zoo:tiny-mmseg", "--dataset", "ade20k", "--data-root", str(ade),
+                 "--scale", "none", "--out", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval" / "scores.json").read_text())["miou"] >= 0
     by_name, by_ref = from_pretrained("tiny-mmseg"), from_pretrained("zoo:tiny-mmseg", batch_size=2)
     assert isinstance(by_name, Predictor) and same_weights(by_name.forward.net, net)
     rgb = read_image(photo)
