@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from model import ModelMetadata, SegmenterError
+from model.resolve import EXPORTED_FORMAT
 
-FORMAT = "segmenter-onnx"
+FORMAT = EXPORTED_FORMAT  # "segmenter-onnx": model.load_segmenter reads its `onnx.source`
 VERSION = 1
 ONNX_FILE = "model.onnx"
 ENGINE_FILE = "model.plan"  # a TensorRT engine built from the graph (`export tensorrt`)

@@ -55,8 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help=f"Ray actors, each holding one model (default {RAY_DEFAULTS['actors']})")
     ray.add_argument("--gpus-per-actor", type=float, help="GPUs per actor (default 0: CPU actors)")
     # The names before 0.2, for one release (README: one word, one meaning).
-    ray.add_argument("--workers", dest="actors", type=int, help=argparse.SUPPRESS)
-    ray.add_argument("--gpus-per-worker", dest="gpus_per_actor", type=float, help=argparse.SUPPRESS)
+    ray.add_argument("--workers", dest="old_actors", type=int, help=argparse.SUPPRESS)
+    ray.add_argument("--gpus-per-worker", dest="old_gpus_per_actor", type=float, help=argparse.SUPPRESS)
     ray.add_argument("--images-per-batch", type=int,
                      help=f"images an actor segments together, their windows batched (default "
                      f"{RAY_DEFAULTS['images_per_batch']})")
@@ -75,7 +75,24 @@ def chosen_outputs(args: argparse.Namespace) -> tuple[str, ...]:
                                      "(e.g. --output mask,overlay)")
         return parse_outputs(args.output)
     outputs = ["coco" if args.format == "coco" else "mask"] + (["overlay"] if args.overlay else [])
+    if args.overlay or args.format:
+        note_old_flag("--overlay/--format", f"--output {','.join(outputs)}")
     return parse_outputs(",".join(outputs))
+
+
+def note_old_flag(old: str, new: str) -> None:
+    print(f"note: {old} is kept for one release; write {new}", file=sys.stderr)
+
+
+def old_ray_flags(args: argparse.Namespace) -> None:
+    """--workers and --gpus-per-worker (before 0.2) as --actors and --gpus-per-actor, with a note."""
+    for old, new in (("actors", "actors"), ("gpus_per_actor", "gpus-per-actor")):
+        value = getattr(args, f"old_{old}")
+        if value is not None:
+            if getattr(args, old) is not None:
+                raise PredictOptionError(f"--{new} and its old name given together; give --{new} only")
+            setattr(args, old, value)
+            note_old_flag("--workers" if old == "actors" else "--gpus-per-worker", f"--{new}")
 
 
 def segment_options(args: argparse.Namespace):
@@ -93,7 +110,9 @@ def segment_options(args: argparse.Namespace):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    chosen_outputs(args), segment_options(args)  # option mistakes before any loading
+    old_ray_flags(args)
+    segment_options(args)  # option mistakes before any loading
+    args.output, args.overlay, args.format = ",".join(chosen_outputs(args)), False, None  # aliases resolved once
     if args.engine == "ray":
         return run_predict_ray(args)
     given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]
@@ -105,19 +124,21 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_predict_local(args: argparse.Namespace) -> int:
-    from jobs.inputs import clashes, find_images
+    from jobs.inputs import clashes, coco_file_clash, find_images
     from jobs.local_engine import run_local
-    from jobs.per_image import ImageJob
+    from jobs.per_image import ImageJob, model_name
     from model import Predictor, load_segmenter
 
     inputs = find_images(Path(args.input))  # a missing input or checkpoint: cli.main reports it (exit 2)
     net = load_segmenter(args.checkpoint)
-    job = ImageJob.for_model(chosen_outputs(args), segment_options(args), net.metadata, args.checkpoint)
+    job = ImageJob.for_model(chosen_outputs(args), segment_options(args), net.metadata, model_name(args.checkpoint))
     print_skipped(inputs.skipped)
     if not inputs.images:
         print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
         return 2
     print_renamed(clashes(inputs))
+    if clash := coco_file_clash(list(inputs.names.values()), job.outputs):
+        raise PredictOptionError(clash)
     predictor = Predictor(net, device=args.device or "cpu", precision=args.precision, batch_size=args.batch_size,
                           max_windows=args.max_windows or None)
     result = run_local(inputs, predictor, Path(args.out), job)

@@ -52,3 +52,12 @@ def clashes(inputs: Inputs) -> list[str]:
     """The images whose names kept their suffix, to tell the user why."""
     return [inputs.names[image] for image in inputs.images
             if inputs.names[image] != image.relative_to(inputs.root).with_suffix("").as_posix()]
+
+
+def coco_file_clash(names: list[str], outputs: tuple[str, ...]) -> str | None:
+    """The message when an image's JSON output would overwrite the COCO file (`predictions.json`
+    at the top of the output folder), else None: nothing is overwritten."""
+    if "coco" in outputs and "json" in outputs and "predictions" in names:
+        return ("an image named predictions.* at the top of the input would write predictions.json, the COCO file; "
+                "drop json or coco from --output, or rename that image")
+    return None

@@ -40,7 +40,7 @@ def run_local(inputs: Inputs, predictor: Predictor, out: Path, job: ImageJob) ->
             (out / relative).parent.mkdir(parents=True, exist_ok=True)
             (out / relative).write_bytes(data)
         if coco is not None:
-            coco.add(path.relative_to(inputs.root).as_posix(), mask)
+            coco.add(path.relative_to(inputs.root).as_posix(), mask, job.render.selected)
         result.written += 1
     if coco is not None:
         (out / COCO_FILE).write_text(json.dumps(coco.document()))

@@ -26,9 +26,10 @@ class ImageJob:
 
     @classmethod
     def for_model(cls, outputs: tuple[str, ...], options: SegmentOptions, metadata: ModelMetadata,
-                  checkpoint: str) -> ImageJob:
-        """ValueError naming an unknown class of `options.classes`."""
-        return cls(outputs, options, options.render_options(metadata), model_name(checkpoint))
+                  name: str) -> ImageJob:
+        """`name`: how JSON outputs name the model (`model_name(checkpoint)`). ValueError naming an
+        unknown class of `options.classes`."""
+        return cls(outputs, options, options.render_options(metadata), name)
 
     @property
     def coco(self) -> bool:

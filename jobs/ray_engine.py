@@ -13,7 +13,7 @@ retrying its batch — and we do only what is ours:
              write the outputs — each file complete or absent (`storage.Output`),
              so a retried batch rewrites the same bytes and every output exists once
     driver:  progress as rows come back; every image without an output is listed with the
-             reason; `predictions.json` for --format coco.
+             reason; `predictions.json` for --output coco.
 
 A batch whose actor dies is retried `ACTOR_RETRIES` times (a batch that kills every actor it
 meets, e.g. out of host memory, must not loop forever); then its images are reported as failed
@@ -35,13 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from jobs.inputs import relative_names
-from jobs.per_image import ImageJob, failure_reason, image_files
+from jobs.inputs import coco_file_clash, relative_names
+from jobs.per_image import ImageJob, failure_reason, image_files, model_name
 from jobs.storage import Output, Reader, is_uri, list_inputs
 from model import Predictor, SegmenterError, image_size, load_segmenter, read_image
 from model.annotations import class_annotations
 from model.options import SegmentOptions
 from model.outputs import COCO_FILE, OUTPUTS, CocoResults
+from model.resolve import resolve_checkpoint
 
 ACTOR_RETRIES = 2  # times a batch is retried after its actor died
 
@@ -64,13 +65,14 @@ class RayJob:
     actors: int = 2
     gpus_per_actor: float = 0.0
     images_per_batch: int = 4  # rows an actor receives at once: their windows run together
+    model_name: str = ""  # how JSON outputs name the model; default: from `checkpoint`
 
     @property
     def coco(self) -> bool:
         return "coco" in self.outputs
 
     def image_job(self, metadata) -> ImageJob:
-        return ImageJob.for_model(self.outputs, self.options, metadata, self.checkpoint)
+        return ImageJob.for_model(self.outputs, self.options, metadata, self.model_name or model_name(self.checkpoint))
 
     def __post_init__(self) -> None:
         unknown = set(self.outputs) - set(OUTPUTS)
@@ -158,7 +160,9 @@ class SegmentActor:
         for relative, data in files.items():
             self.output.write(relative, data)
         num_classes = self.predictor.metadata.num_classes
-        coco = json.dumps(class_annotations(mask, range(num_classes))) if self.job.coco else ""
+        selected = self.image_job.render.selected  # --classes limits the COCO file as every output
+        coco = json.dumps(class_annotations(mask, range(num_classes) if selected is None else selected)) \
+            if self.job.coco else ""
         return (int(mask.shape[0]), int(mask.shape[1])), coco
 
 
@@ -175,6 +179,8 @@ def run_ray(job: RayJob, source: str, address: str | None = None, progress: bool
 
     listing = list_inputs(source)
     names = relative_names([image.relative for image in listing.images])
+    if clash := coco_file_clash(names, job.outputs):
+        raise RayPredictError(clash)
     job = _with_absolute_paths(job)
     # Read here first: a bad checkpoint is one message before any cluster work, not N failing actors.
     net = load_segmenter(job.checkpoint)
@@ -251,10 +257,12 @@ def _quiet_ray_data() -> Iterator[None]:
 
 
 def _with_absolute_paths(job: RayJob) -> RayJob:
-    """Actors do not run in the driver's folder: local paths become absolute."""
+    """Actors do not run in the driver's folder: local paths become absolute. The checkpoint is
+    resolved here once (a zoo name fetched into SEGMENTER_CACHE_DIR, which must be a folder every
+    node reads; an export's source found), so actors read a folder and fetch nothing."""
     out = job.out if is_uri(job.out) else str(Path(job.out).resolve())
-    checkpoint = str(Path(job.checkpoint).resolve()) if Path(job.checkpoint).exists() else job.checkpoint
-    return replace(job, out=out, checkpoint=checkpoint)
+    checkpoint = str(resolve_checkpoint(job.checkpoint).resolve())
+    return replace(job, out=out, checkpoint=checkpoint, model_name=job.model_name or model_name(job.checkpoint))
 
 
 def actor_memory_bytes(net, job: RayJob) -> int:

@@ -20,9 +20,10 @@ beside them the config, the variant registry, the metadata that travels with the
 pictures of masks.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
-from model.checkpoints import CheckpointError, convert_checkpoint, load_pretrained_encoder, save_checkpoint
+from model.checkpoints import CheckpointError, load_pretrained_encoder, save_checkpoint
 from model.config import SegmenterConfig
 from model.errors import SegmenterError
 from model.inference import (
@@ -43,13 +44,13 @@ from model.inference import (
 from model.metadata import ModelMetadata
 from model.modeling import Segmenter
 from model.options import SegmentOptions
-from model.resolve import from_pretrained, load_segmenter
+from model.resolve import convert_checkpoint, from_pretrained, load_segmenter
 from model.variants import build_segmenter, get_variant, list_variants, variant_config
 from model.zoo import ZooError
 
 try:
-    __version__ = version("segmenter")  # one version, pyproject.toml's, for the CLI and the service
-except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = _version("segmenter")  # one version, pyproject.toml's, for the CLI and the service
+except _PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [  # 29 names; everything else lives in the public modules named above

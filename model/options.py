@@ -50,5 +50,5 @@ class SegmentOptions(BaseModel):
     def render_options(self, metadata: ModelMetadata) -> RenderOptions:
         """The drawing options for a model: `classes` resolved against its class names (ValueError
         naming an unknown one)."""
-        selected = metadata.class_ids(self.classes) if self.classes else None
+        selected = metadata.class_ids(self.classes) if self.classes is not None else None
         return RenderOptions(self.alpha, self.legend, self.polygons, selected)

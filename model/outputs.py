@@ -179,8 +179,10 @@ class CocoResults:
     images: list[dict] = field(default_factory=list)
     annotations: list[dict] = field(default_factory=list)
 
-    def add(self, file_name: str, mask: np.ndarray) -> None:
-        self.add_annotations(file_name, *mask.shape, class_annotations(mask, range(len(self.class_names))))
+    def add(self, file_name: str, mask: np.ndarray, selected: Sequence[int] | None = None) -> None:
+        """An image's mask; `selected`: only those classes' annotations (None: every class)."""
+        classes = range(len(self.class_names)) if selected is None else selected
+        self.add_annotations(file_name, *mask.shape, class_annotations(mask, classes))
 
     def add_annotations(self, file_name: str, height: int, width: int, items: list[dict]) -> None:
         """An image whose per-class annotations (`class_annotations`) were computed elsewhere."""

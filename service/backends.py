@@ -64,9 +64,7 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None, max_windows: int 
 
 
 def _load_torch(spec: ModelSpec, path: Path, windows: dict) -> LoadedModel:
-    if is_exported(path):
-        raise ModelLoadError(f"{path} is an exported ONNX model; use backend onnxruntime or tensorrt for it")
-    net = load_segmenter(path)
+    net = load_segmenter(path)  # an exported folder: the PyTorch weights it was exported from
     predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
     return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
 

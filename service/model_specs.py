@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model import SegmenterError
+
+log = logging.getLogger(__name__)
 
 ZOO_PREFIX = "zoo:"  # checkpoint: zoo:NAME names a registry checkpoint (model/zoo/registry.yaml)
 
@@ -65,8 +68,13 @@ class ModelSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _renamed_keys(cls, data):
+        """`workers` (before 0.2) is read as `batches_in_flight` for one release, with a warning."""
         if isinstance(data, dict) and "workers" in data:
-            raise ValueError("`workers` is now `batches_in_flight` (batches a model runs at once); rename the key")
+            if "batches_in_flight" in data:
+                raise ValueError("give batches_in_flight only (workers is its old name)")
+            log.warning("models file: `workers` is now `batches_in_flight` (batches a model runs at once); "
+                        "rename the key, the old name goes in the next release")
+            data = {("batches_in_flight" if k == "workers" else k): v for k, v in data.items()}
         return data
 
     @field_validator("device")

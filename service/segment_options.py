@@ -9,10 +9,10 @@ from pydantic import Field
 
 from model import ModelMetadata
 from model.options import SegmentOptions
-from model.outputs import RenderOptions
+from model.outputs import IMAGE_OUTPUTS, RenderOptions
 from service.errors import ServiceError
 
-Output = Literal["mask", "overlay", "json", "confidence"]  # model.outputs.IMAGE_OUTPUTS
+Output = Literal[IMAGE_OUTPUTS]  # mask, overlay, json, confidence
 
 
 class SegmentForm(SegmentOptions):

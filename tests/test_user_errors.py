@@ -98,3 +98,12 @@ def test_version():
 def test_predict_options_name_the_flag(capsys, tmp_path, flag, fragment):
     _fails_cleanly(capsys, ["predict", str(tmp_path), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o"),
                             *flag], fragment)
+
+
+def test_predict_never_lets_an_images_json_overwrite_the_coco_file(capsys, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "predictions.png")
+    save_checkpoint(tiny_segmenter(), tmp_path / "ckpt")
+    _fails_cleanly(capsys, ["predict", str(tmp_path / "predictions.png"), "--checkpoint", str(tmp_path / "ckpt"),
+                            "--out", str(tmp_path / "o"), "--output", "json,coco"], "would write predictions.json")

@@ -1,4 +1,4 @@
-"""Any checkpoint `load_segmenter` reads -> our folder format, with where it came from recorded."""
+"""Any checkpoint file `load_local_checkpoint` reads -> our folder format, with where it came from recorded."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from model.checkpoints.folder import save_checkpoint
-from model.checkpoints.loading import load_segmenter
+from model.checkpoints.loading import load_local_checkpoint
 from model.modeling.segmenter import Segmenter
 
 
@@ -22,14 +22,14 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, **provenance: Any) -> Segmenter:
+def convert_local_checkpoint(source: str | os.PathLike, out: str | os.PathLike, **provenance: Any) -> Segmenter:
     """Load `source` (official, mmseg or ours) and save it as our folder at `out`.
 
     The provenance records the source file's sha256 (for a file; given as sha256= by a caller
     that has just computed it, it is not read again), the conversion date, and any extra facts
     given (e.g. url=, published_miou=).
     """
-    net = load_segmenter(source)
+    net = load_local_checkpoint(source)
     path = Path(source)
     weights = path if path.is_file() else path / "checkpoint.pth"
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -1,8 +1,8 @@
-"""`load_segmenter`: one entry point for every checkpoint format we read."""
+"""`load_local_checkpoint`: every checkpoint format on this machine's disk (model/resolve.py adds
+exported folders and `zoo:NAME`, and is what callers use: `model.load_segmenter`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 from pathlib import Path
@@ -16,12 +16,11 @@ from model.checkpoints.state_dict import torch_load_safely
 from model.modeling.segmenter import Segmenter
 
 
-def load_segmenter(path: str | os.PathLike) -> Segmenter:
+def load_local_checkpoint(path: str | os.PathLike) -> Segmenter:
     """Load a Segmenter in eval mode, with `.metadata` (classes, normalization, window) set.
 
     Accepts:
         - our checkpoint folder (`segmenter.json` + `model.safetensors`), or either file in it;
-        - an exported folder (`segmenter export onnx`): the PyTorch weights it was exported from;
         - an official release `checkpoint.pth` (with `variant.yml` beside it), or its folder;
         - an MMSegmentation Segmenter checkpoint `.pth` (architecture read off its tensors): a
           model-zoo file, a published 1.x file or an mmengine Runner checkpoint (`iter_N.pth`).
@@ -38,7 +37,7 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
         p = p.parent
     if p.is_dir():
         if (p / META_FILE).is_file():
-            return _load_exported_source(p) if _is_exported(p) else load_checkpoint(p)
+            return load_checkpoint(p)
         if (p / "checkpoint.pth").is_file():
             return _load_pth(p / "checkpoint.pth")
         runs = [p / name for name in ("best", "last") if (p / name / META_FILE).is_file()]
@@ -54,30 +53,6 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
         f"{p} is not a checkpoint this package reads: expected a folder with {META_FILE}, "
         f"or an official .pth with {VARIANT_FILE} beside it"
     )
-
-
-EXPORTED_FORMAT = "segmenter-onnx"  # the description `segmenter export onnx` writes (export/artifact.py)
-
-
-def _is_exported(folder: Path) -> bool:
-    try:
-        return json.loads((folder / META_FILE).read_text()).get("format") == EXPORTED_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False  # load_checkpoint says what is wrong with it
-
-
-def _load_exported_source(folder: Path) -> Segmenter:
-    """An exported folder's PyTorch weights: its own model.safetensors, else the checkpoint it was
-    exported from (`onnx.source`: a path relative to the folder, or as given)."""
-    if (folder / WEIGHTS_FILE).is_file():
-        return load_checkpoint(folder)
-    source = str(json.loads((folder / META_FILE).read_text()).get("onnx", {}).get("source", ""))
-    for candidate in (folder / source, Path(source)) if source else ():
-        if candidate.exists() and candidate.resolve() != folder.resolve():
-            return load_segmenter(candidate)
-    raise CheckpointError(f"{folder} is an exported graph whose PyTorch weights (needed here) are not beside it, "
-                          f"and the checkpoint it was exported from ({source or 'not recorded'}) is not found; "
-                          "pass that checkpoint instead")
 
 
 def _load_pth(path: Path) -> Segmenter:

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model.checkpoints.convert import convert_checkpoint
+from model.checkpoints.convert import convert_local_checkpoint
 from model.checkpoints.folder import META_FILE
 from model.zoo.download import Progress, download
 from model.zoo.registry import ZooEntry, ZooError, get_entry, load_registry, mirrored
@@ -64,7 +64,7 @@ def fetch_entry(entry: ZooEntry, cache_dir: Path, mirror: str | None = None,
                            f"{MIRROR_ENV})") from None
     weights = downloads / entry.files[0].file_name  # the checkpoint; variant.yml (official) sits beside it
     target = cache_dir / "models" / entry.name
-    convert_checkpoint(weights, target, zoo=entry.name, url=urls[0], published_miou=entry.miou,
+    convert_local_checkpoint(weights, target, zoo=entry.name, url=urls[0], published_miou=entry.miou,
                        zoo_source=entry.source, file_sha256=hashes, sha256=hashes[weights.name])  # hashed once
     shutil.rmtree(downloads, ignore_errors=True)
     return target

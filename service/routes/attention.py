@@ -8,6 +8,7 @@ header, the model's in-flight memory budget, 404 for unknown models, 503 while l
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor, Future
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -61,16 +62,17 @@ async def attention(request: Request, pool: PoolDep, settings: SettingsDep, metr
             except ImageError as exc:
                 raise image_error(exc) from exc
             cost = served.loaded.predictor.cost(height, width, scale=options.scale).bytes
-            work = asyncio.create_task(_reserve_and_run(served, executor, cost, data, options,
+            thread: dict[str, Future] = {}
+            work = asyncio.create_task(_reserve_and_run(served, executor, cost, thread, data, options,
                                                         settings.max_image_pixels))
             try:
                 response = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout_s)
             except TimeoutError as exc:
-                _abandon(request, work)
+                _stop_or_abandon(request, work, thread)
                 raise ServiceError(504, "timeout", f"the request took longer than "
                                    f"{settings.request_timeout_s:g} s") from exc
-            except asyncio.CancelledError:  # the server is stopping: the thread still runs to its end
-                _abandon(request, work)
+            except asyncio.CancelledError:  # the server is stopping
+                _stop_or_abandon(request, work, thread)
                 raise
             outcome.status = response.status_code
             return response
@@ -78,17 +80,22 @@ async def attention(request: Request, pool: PoolDep, settings: SettingsDep, metr
         await request.close()
 
 
-async def _reserve_and_run(served, executor, cost: int, data: bytes, options: AttentionOptions,
-                           max_pixels: int) -> Response:
-    """The attention forward on a pool thread, its memory reserved until that thread returns."""
+async def _reserve_and_run(served, executor: Executor, cost: int, thread: dict[str, Future], data: bytes,
+                           options: AttentionOptions, max_pixels: int) -> Response:
+    """The attention forward on a pool thread (`thread["future"]`), its memory reserved until that
+    thread returns."""
     async with served.admission.reserve(cost):
-        return await asyncio.get_running_loop().run_in_executor(executor, _attention, served, data, options,
-                                                                max_pixels)
+        thread["future"] = executor.submit(_attention, served, data, options, max_pixels)
+        return await asyncio.wrap_future(thread["future"])
 
 
-def _abandon(request: Request, work: asyncio.Task) -> None:
-    """A timed-out request's work: one forward pass that cannot stop halfway, so it runs on, holding
-    its memory reservation, and is tracked (`app.state.abandoned`) until it ends."""
+def _stop_or_abandon(request: Request, work: asyncio.Task, thread: dict[str, Future]) -> None:
+    """An ended request's work. Not on a thread yet (waiting for its reservation or for a free pool
+    thread): cancelled, so it never runs. Running: one forward pass cannot stop halfway, so it runs
+    on, holding its memory reservation, tracked (`app.state.abandoned`) until it ends."""
+    future = thread.get("future")
+    if future is None or future.cancel():
+        work.cancel()
     abandoned: set[asyncio.Task] = request.app.state.abandoned
     abandoned.add(work)
 

@@ -100,10 +100,14 @@ def test_window_plan_gives_the_same_answer_whatever_the_batching():
         plan.probabilities(together[:-1])
 
 
-def test_multiscale_class_ids_compute_no_confidence_map_and_equal_those_with_it():
+def test_multiscale_class_ids_compute_no_confidence_map_and_equal_those_with_it(monkeypatch):
     """`class_ids` of several views: the same ids as `class_ids_and_confidence`, without its
     H×W float map (it used to compute one and drop it)."""
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    import model.inference.window_plan as window_plan
+
+    monkeypatch.setattr(window_plan, "_STRIP_BYTES", 8 * 5 * 90 * 8)  # strips of 8 rows: only a whole map is H×W
 
     class Outputs(TorchDispatchMode):  # every tensor an aten op returns: shape and dtype
         def __init__(self):

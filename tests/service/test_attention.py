@@ -77,19 +77,23 @@ def test_a_timed_out_attention_keeps_its_memory_until_its_thread_ends(checkpoint
     from service.routes import attention
     from tests.service.conftest import make_settings, standard_entries, started_client, write_models
 
-    release, real = threading.Event(), attention.image_attention
+    release, real, calls = threading.Event(), attention.image_attention, []
 
     def held(*args, **kwargs):
+        calls.append(1)
         assert release.wait(30)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(attention, "image_attention", held)
-    app = create_app(make_settings(write_models(tmp_path, standard_entries(checkpoints)), request_timeout_s=0.3))
+    # One pool thread: the second request waits behind the first one's held forward pass.
+    app = create_app(make_settings(write_models(tmp_path, standard_entries(checkpoints)), request_timeout_s=0.3,
+                                   preprocess_threads=1))
     client = started_client(app)
     try:
         served = app.state.pool.resolve("tiny-16")
         assert _post(client, encode(random_image(64, 64, seed=3)), layer=0, pixel="5,5").status_code == 504
         assert served.admission.reserved_bytes > 0  # the forward pass still runs on its thread, holding memory
+        assert _post(client, encode(random_image(64, 64, seed=4)), layer=0, pixel="5,5").status_code == 504
         release.set()
 
         async def abandoned_requests_finish() -> None:
@@ -97,6 +101,7 @@ def test_a_timed_out_attention_keeps_its_memory_until_its_thread_ends(checkpoint
 
         client.portal.call(abandoned_requests_finish)
         assert served.admission.reserved_bytes == 0  # released once the thread is done, not before
+        assert calls == [1]  # the queued one never ran: its request had ended
         assert _post(client, encode(random_image(64, 64, seed=3)), layer=0, pixel="5,5").status_code == 200
     finally:
         release.set()

@@ -76,3 +76,23 @@ def test_the_default_settings_serve_the_bundled_models_and_they_segment_textures
             assert accuracy > minimum, (alias, accuracy)
     finally:
         client.__exit__(None, None, None)
+
+
+def test_an_export_served_by_torch_runs_the_weights_it_came_from(tmp_path):
+    import yaml
+
+    from model import Predictor, load_segmenter
+
+    models = tmp_path / "models.yaml"
+    entry = {"name": "demo", "checkpoint": str(MODELS / "demo-seg-t16-int8"), "backend": "torch"}
+    models.write_text(yaml.safe_dump({"models": [entry]}))
+    client = started_client(create_app(Settings(models=models)))
+    try:
+        info = client.get("/models").json()["models"][0]
+        assert info["attention"]["encoder_layers"] > 0  # a PyTorch model: attention maps work
+        rgb = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+        answer = post_image(client, encode(rgb), model="demo")
+        expected = Predictor(load_segmenter(MODELS / "demo-seg-t16")).predict(rgb)
+        np.testing.assert_array_equal(np.asarray(decode_png(answer.content)), expected)
+    finally:
+        client.__exit__(None, None, None)

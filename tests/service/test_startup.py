@@ -75,8 +75,13 @@ def test_non_positive_sizes_are_refused_naming_the_entry(checkpoints, tmp_path, 
         create_app(make_settings(write_models(tmp_path, entries)))
 
 
-def test_a_renamed_key_names_its_new_name(checkpoints, tmp_path):
+def test_a_renamed_key_is_read_for_one_release_with_a_warning(checkpoints, tmp_path, caplog):
+    from service.model_specs import load_models_file
+
     entries = standard_entries(checkpoints)
     entries[0]["workers"] = 2  # the name before batches_in_flight
-    with pytest.raises(ModelsFileError, match=r"models\[tiny-16\].*`workers` is now `batches_in_flight`"):
+    specs = load_models_file(write_models(tmp_path, entries))
+    assert specs.models[0].batches_in_flight == 2 and "`workers` is now `batches_in_flight`" in caplog.text
+    entries[0]["batches_in_flight"] = 2
+    with pytest.raises(ModelsFileError, match=r"models\[tiny-16\].*give batches_in_flight only"):
         create_app(make_settings(write_models(tmp_path, entries)))
