@@ -111,19 +111,18 @@ def segment_options(args: argparse.Namespace):
 
 def run_predict(args: argparse.Namespace) -> int:
     old_ray_flags(args)
-    segment_options(args)  # option mistakes before any loading
-    args.output, args.overlay, args.format = ",".join(chosen_outputs(args)), False, None  # aliases resolved once
+    outputs, options = chosen_outputs(args), segment_options(args)  # checked once, before any loading
     if args.engine == "ray":
-        return run_predict_ray(args)
+        return run_predict_ray(args, outputs, options)
     given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]
     if given:
         raise PredictOptionError(f"{', '.join(given)} only apply to --engine ray; add --engine ray or drop them")
     if "://" in args.input:
         raise PredictOptionError(f"{args.input} is a URI: the local engine reads local files; use --engine ray")
-    return run_predict_local(args)
+    return run_predict_local(args, outputs, options)
 
 
-def run_predict_local(args: argparse.Namespace) -> int:
+def run_predict_local(args: argparse.Namespace, outputs: tuple[str, ...], options) -> int:
     from jobs.inputs import clashes, coco_file_clash, find_images
     from jobs.local_engine import run_local
     from jobs.per_image import ImageJob, model_name
@@ -131,7 +130,7 @@ def run_predict_local(args: argparse.Namespace) -> int:
 
     inputs = find_images(Path(args.input))  # a missing input or checkpoint: cli.main reports it (exit 2)
     net = load_segmenter(args.checkpoint)
-    job = ImageJob.for_model(chosen_outputs(args), segment_options(args), net.metadata, model_name(args.checkpoint))
+    job = ImageJob.for_model(outputs, options, net.metadata, model_name(args.checkpoint))
     print_skipped(inputs.skipped)
     if not inputs.images:
         print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
@@ -145,17 +144,16 @@ def run_predict_local(args: argparse.Namespace) -> int:
     return print_outcome(result.written, result.failures, inputs.skipped, job.outputs, args.out)
 
 
-def run_predict_ray(args: argparse.Namespace) -> int:
+def run_predict_ray(args: argparse.Namespace, outputs: tuple[str, ...], options) -> int:
     from jobs.ray_engine import RayJob, run_ray
 
     if args.device is not None:
         raise PredictOptionError("--device does not apply to --engine ray: actors use a GPU when "
                                  "--gpus-per-actor is above 0, else the CPU")
-    options = {name: getattr(args, name) if getattr(args, name) is not None else RAY_DEFAULTS[name]
-               for name in RAY_DEFAULTS}
-    job = RayJob(checkpoint=args.checkpoint, out=args.out, outputs=chosen_outputs(args),
-                 options=segment_options(args), precision=args.precision, batch_size=args.batch_size,
-                 max_windows=args.max_windows or None, **options)
+    pool = {name: getattr(args, name) if getattr(args, name) is not None else RAY_DEFAULTS[name]
+            for name in RAY_DEFAULTS}
+    job = RayJob(checkpoint=args.checkpoint, out=args.out, outputs=outputs, options=options, precision=args.precision,
+                 batch_size=args.batch_size, max_windows=args.max_windows or None, **pool)
     result = run_ray(job, args.input, args.address)
     print_skipped(result.skipped)
     print_renamed(result.renamed)

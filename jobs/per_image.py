@@ -48,14 +48,20 @@ def image_files(predictor: Predictor, rgb: np.ndarray, plan: WindowPlan, logits,
                 ) -> tuple[np.ndarray, dict[str, bytes]]:
     """(H×W class ids, {relative file name: bytes}) of one image whose windows ran.
 
-    The mask comes from `finish`, as `/segment` computes it; the confidence output, as there,
-    from `finish_with_confidence`.
+    Merged as `/segment` merges: `finish` for the class ids of mask, overlay, json and coco;
+    `finish_with_confidence` (ids and confidence together) for the confidence output. Each merge
+    runs only when an output asked for needs it.
     """
-    mask = predictor.finish(plan, logits)
-    confidence = predictor.finish_with_confidence(plan, logits)[1] if "confidence" in job.outputs else None
-    files = {name + FILE_SUFFIXES[kind]: render(kind, rgb, mask, predictor.metadata, job.model_name, confidence,
-                                                job.render)
-             for kind in job.outputs if kind in FILE_SUFFIXES}
+    metadata, files = predictor.metadata, {}
+    mask = predictor.finish(plan, logits) if set(job.outputs) - {"confidence"} else None
+    if "confidence" in job.outputs:
+        ids, confidence = predictor.finish_with_confidence(plan, logits)
+        files[name + FILE_SUFFIXES["confidence"]] = render("confidence", rgb, ids, metadata, job.model_name,
+                                                           confidence, job.render)
+        mask = ids if mask is None else mask
+    for kind in job.outputs:
+        if kind in FILE_SUFFIXES and kind != "confidence":
+            files[name + FILE_SUFFIXES[kind]] = render(kind, rgb, mask, metadata, job.model_name, options=job.render)
     return mask, files
 
 

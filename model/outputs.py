@@ -139,9 +139,11 @@ def render(kind: str, rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata
     raise ValueError(f"unknown output {kind!r}; choose from {', '.join(IMAGE_OUTPUTS)}")
 
 
-def render_overlay(rgb: np.ndarray, kept: np.ndarray, metadata: ModelMetadata, options: RenderOptions) -> np.ndarray:
+def render_overlay(rgb: np.ndarray, kept: np.ndarray, metadata: ModelMetadata, options: RenderOptions,
+                   present: list[dict] | None = None) -> np.ndarray:
     """H×W'×3 uint8: the image blended with class colours (background classes, and classes outside
-    the selection, left as they are), and with `options.legend` a legend of the classes found."""
+    the selection, left as they are), and with `options.legend` a legend of the classes found
+    (`present`: `classes_present(kept, ...)` when the caller has it already)."""
     transparent = set(transparent_classes(metadata.class_names))
     if options.selected is not None:
         transparent |= set(range(metadata.num_classes)) - set(options.selected)
@@ -149,8 +151,8 @@ def render_overlay(rgb: np.ndarray, kept: np.ndarray, metadata: ModelMetadata, o
             kept = np.where(kept < metadata.num_classes, kept, min(transparent))
     blended = overlay(rgb, kept, metadata.palette, options.alpha, tuple(sorted(transparent)))
     if options.legend:
-        present = [c["id"] for c in classes_present(kept, metadata, options.selected)]
-        blended = draw_legend(blended, present, metadata.class_names, metadata.palette)
+        present = present if present is not None else classes_present(kept, metadata, options.selected)
+        blended = draw_legend(blended, [c["id"] for c in present], metadata.class_names, metadata.palette)
     return blended
 
 

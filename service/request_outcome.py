@@ -1,12 +1,15 @@
-"""What every image route shares: the model a request names, the errors it documents, and the
-request counter it always increments — with the status the client actually got."""
+"""What every image route shares: the model a request names, the errors it documents, the
+request counter it always increments — with the status the client actually got — and the work
+of a request that ended early."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 
 from service.batcher import QueueFull
@@ -29,6 +32,20 @@ def _error_responses() -> dict[int, dict]:
 RESPONSES = {200: {"description": "a PNG or JSON, as `output` asks",
                    "content": {"image/png": {}, "application/json": {}}},
              **_error_responses()}
+
+
+def abandon(request: Request, work: asyncio.Task) -> None:
+    """Track the work of a request that ended (timeout, client gone, shutdown) until it stops:
+    `app.state.abandoned`, awaited at shutdown. Its error, if any, has nobody to reach."""
+    abandoned: set[asyncio.Task] = request.app.state.abandoned
+    abandoned.add(work)
+
+    def finished(task: asyncio.Task) -> None:
+        abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+    work.add_done_callback(finished)
 
 
 def unavailable(message: str, retry_after: int) -> ServiceError:

@@ -45,7 +45,7 @@ from training.config import TrainConfig, save_config
 from training.data.layouts import build_dataset
 from training.evaluate import confusion_image, evaluate
 from training.run_folder import Resume, RunStart, plan_run, prepare_folder
-from training.saved_states import SavedState, save_state
+from training.saved_states import LAST, SavedState, save_state
 from training.schedule import cosine_lr, poly_lr
 from training.state import pack_state, set_rng_state
 from training.stop_signals import StopSignals, TrainingInterrupted
@@ -217,7 +217,7 @@ class StateSaver:
                 save_checkpoint(self.net, self.out / "best")
         elif evaluation is not None:
             self.best = max(self.best, evaluation["miou"])
-        self.saved_at, self.saved_in = iteration, self.out / "last"
+        self.saved_at, self.saved_in = iteration, self.out / LAST
         self.schedule.saved()
         distributed.barrier()
 
@@ -262,7 +262,7 @@ def train(cfg: TrainConfig, resume: Resume = False, stop_at: int | None = None, 
                 print(line)
             if start.saved:
                 print(f"resuming {out} from iteration {start.iteration} of {cfg.run.iterations}"
-                      + ("" if start.saved.folder == out / "last" else f" ({start.saved.folder})"))
+                      + ("" if start.saved.folder == out / LAST else f" ({start.saved.folder})"))
         distributed.barrier()
         with StopSignals() as stop:
             return _run(cfg, ctx, out, start, end, stop, clock)

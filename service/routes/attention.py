@@ -22,7 +22,7 @@ from model.outputs import png_bytes
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError, image_error
 from service.form_options import openapi_form, read_form
-from service.request_outcome import RESPONSES, recorded, resolve_model
+from service.request_outcome import RESPONSES, abandon, recorded, resolve_model
 from service.segment_options import selected_classes
 
 router = APIRouter(tags=["attention"])
@@ -96,15 +96,7 @@ def _stop_or_abandon(request: Request, work: asyncio.Task, thread: dict[str, Fut
     future = thread.get("future")
     if future is None or future.cancel():
         work.cancel()
-    abandoned: set[asyncio.Task] = request.app.state.abandoned
-    abandoned.add(work)
-
-    def finished(task: asyncio.Task) -> None:
-        abandoned.discard(task)
-        if not task.cancelled():
-            task.exception()  # nobody awaits it any more: its error has no one to reach
-
-    work.add_done_callback(finished)
+    abandon(request, work)
 
 
 def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) -> Response:

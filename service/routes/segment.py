@@ -10,14 +10,14 @@ from concurrent.futures import Executor
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from model.outputs import MEDIA_TYPES, classes_present, keep_only, render
+from model.outputs import MEDIA_TYPES, classes_present, keep_only, png_bytes, render, render_overlay
 from service.batcher import BatchFailed
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError
 from service.form_options import openapi_form, read_form
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
-from service.request_outcome import RESPONSES, recorded, resolve_model, unavailable
+from service.request_outcome import RESPONSES, abandon, recorded, resolve_model, unavailable
 from service.segment_options import SegmentForm, render_options
 from service.segmentation import Abort, Segmentation, segment
 from service.settings import Settings
@@ -91,9 +91,7 @@ async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes
         return work.result()
     abort.set("client_gone" if gone in done else "timeout")
     work.cancel()
-    abandoned: set[asyncio.Task] = request.app.state.abandoned
-    abandoned.add(work)
-    work.add_done_callback(abandoned.discard)
+    abandon(request, work)
     if gone in done:
         raise _ClientGone
     raise ServiceError(504, "timeout", f"the request took longer than {settings.request_timeout_s:g} s "
@@ -110,11 +108,13 @@ def _render(result: Segmentation, served: ServedModel, options: SegmentForm) -> 
     """The output asked for, rendered by `model.outputs` as `segmenter predict --output` renders it."""
     metadata = served.loaded.predictor.metadata
     drawing = render_options(options, metadata)
-    body = render(options.output, result.rgb, result.mask, metadata, served.spec.name, result.confidence, drawing)
-    headers = {}
-    if options.output == "overlay":  # the classes found travel in a header too, so a page can draw its own legend
-        selected = drawing.selected
-        present = classes_present(keep_only(result.mask, selected, metadata), metadata, selected)
-        headers["X-Segmenter-Classes"] = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")}
-                                                     for c in present], ensure_ascii=True)
-    return Response(body, media_type=MEDIA_TYPES[options.output], headers=headers)
+    if options.output != "overlay":
+        body = render(options.output, result.rgb, result.mask, metadata, served.spec.name, result.confidence, drawing)
+        return Response(body, media_type=MEDIA_TYPES[options.output])
+    # The overlay as `render` draws it, its classes counted once for the legend and for a header
+    # (so a page can draw its own legend).
+    kept = keep_only(result.mask, drawing.selected, metadata)
+    present = classes_present(kept, metadata, drawing.selected)
+    header = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")} for c in present], ensure_ascii=True)
+    return Response(png_bytes(render_overlay(result.rgb, kept, metadata, drawing, present)),
+                    media_type=MEDIA_TYPES["overlay"], headers={"X-Segmenter-Classes": header})
