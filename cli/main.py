@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command -> module that defines add_parser(subparsers) and sets `func` on its parser
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"segmenter {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Each module imports only argparse-level things at its top (torch, numpy, ... inside the
+    # command functions): building this parser, `--help` and `--version` take a fraction of a second.
     for module_name in dict.fromkeys(COMMANDS.values()):
         importlib.import_module(module_name).add_parser(subparsers)
     return parser
@@ -47,10 +50,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return OSError, ValueError, SegmenterError
 
 
+# What a shell reports for a process that a closed pipe stopped (128 + SIGPIPE), as `yes | head` does.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that went away (`| head`) is handled below
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except user_errors() as exc:
         if args.debug:
             raise
@@ -61,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"\n{exc or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`segmenter variants | head -1`): stop quietly, as Unix
+    tools do. Python would still flush stdout at exit and print a second BrokenPipeError, so stdout
+    now writes to /dev/null (the recipe of Python's `signal` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (an in-process caller's)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

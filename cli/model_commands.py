@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model import parse_scale, read_image
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a = subparsers.add_parser(
@@ -57,16 +55,34 @@ def one_class(text: str, metadata) -> int:
     return ids[0]
 
 
+def attention_part(args: argparse.Namespace, decoder: str) -> str:
+    """The part whose attention to draw (--part, or where the --pixel / --class token lives). The
+    impossible combinations are refused here, in flags: the library's messages name its Python
+    arguments (part='encoder'), and a linear decoder has no class tokens under any --part."""
+    part = args.part or ("decoder" if args.class_name is not None else "encoder")
+    if args.class_name is not None and part == "encoder":
+        raise ValueError("--class: class tokens live in the decoder; drop --part encoder (or use --pixel X,Y for the "
+                         "encoder's attention)")
+    if part == "decoder" and decoder == "linear":
+        raise ValueError("this model has a linear decoder, which has no attention layers and no class tokens: "
+                         + ("--class needs a mask-transformer model; use --pixel X,Y to see the encoder's attention"
+                            if args.class_name is not None else "use --part encoder"))
+    return part
+
+
 def run_attention(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from model import Predictor, load_segmenter
+    from model import Predictor, load_segmenter, parse_scale, read_image
     from model.inference import attention_picture, image_attention
 
-    args.scale = parse_scale(args.scale)  # before loading: a typo costs nothing
+    try:  # before loading: a typo costs nothing
+        args.scale = parse_scale(args.scale)
+    except ValueError as exc:
+        raise ValueError(f"--scale: {exc}") from None
     net = load_segmenter(args.checkpoint)
     predictor = Predictor(net)
-    part = args.part or ("decoder" if args.class_name is not None else "encoder")
+    part = attention_part(args, net.config.decoder)
     class_id = one_class(args.class_name, net.metadata) if args.class_name is not None else None
     result = image_attention(predictor, read_image(args.image), args.layer, part, args.pixel, class_id, args.scale)
     target = f"class-{class_id}" if class_id is not None else f"pixel-{args.pixel[0]}-{args.pixel[1]}"

@@ -25,7 +25,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _size(entry) -> str:
-    return f"{entry.size_bytes / 2**20:,.0f} MB" if entry.size_bytes else "?"
+    """The published size, else the estimate from the parameter count (marked ~), else ?."""
+    if entry.size_bytes:
+        return f"{entry.size_bytes / 1e6:,.0f} MB"
+    return f"~{entry.size_estimate / 1e6:,.0f} MB" if entry.size_estimate else "?"
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """Columns as wide as their widest cell (names grow; registries of your own add longer ones);
+    the columns in `right` aligned right, the last one left as it is."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return ["  ".join(cell.rjust(w) if i in right else cell if i == len(row) - 1 else cell.ljust(w)
+                      for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+            for row in (header, *rows)]
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -36,18 +48,21 @@ def run_list(args: argparse.Namespace) -> int:
     registry = load_registry(extra_registries())
     rows = [{"name": e.name, "source": e.source, "architecture": e.architecture, "dataset": e.dataset,
              "miou": e.miou.get("single"), "miou_multiscale": e.miou.get("multi"), "size_bytes": e.size_bytes,
-             "status": e.status, "cached": cached_folder(e, cache) is not None, "url": e.files[0].url}
+             "size_estimate": e.size_estimate, "status": e.status, "cached": cached_folder(e, cache) is not None,
+             "url": e.files[0].url}
             for e in registry.values()]
     if args.json:
         print(json.dumps({"cache_dir": str(cache), "weights": rows}, indent=2))
         return 0
-    print(f"{'name':36s} {'source':15s} {'architecture':15s} {'dataset':15s} {'mIoU':>12s} {'size':>8s}  cached")
+    cells = []
     for row, entry in zip(rows, registry.values(), strict=True):
         miou = f"{row['miou']:.1f}/{row['miou_multiscale']:.1f}" if row["miou"] else "-"
         note = "" if entry.status == "available" else f"  ({entry.note})"
-        print(f"{row['name']:36s} {row['source']:15s} {row['architecture']:15s} {row['dataset']:15s} {miou:>12s} "
-              f"{_size(entry):>8s}  {'yes' if row['cached'] else 'no'}{note}")
-    print(f"cache: {cache}")
+        cells.append([row["name"], row["source"], row["architecture"], row["dataset"], miou, _size(entry),
+                      ("yes" if row["cached"] else "no") + note])
+    for line in _table(["name", "source", "architecture", "dataset", "mIoU", "size", "cached"], cells, right={4, 5}):
+        print(line)
+    print(f"cache: {cache}  (~: the fp32 weights' size from the parameter count; the file may be larger)")
     return 0
 
 

@@ -7,9 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.artifact import ENGINE_FILE, META_FILE, ExportError, read_exported
-from export.parity import ParityReport
+from model.devices import check_device
+
+if TYPE_CHECKING:  # export.parity imports torch: `segmenter export --help` must not wait for it
+    from export.parity import ParityReport
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -137,6 +141,7 @@ def _reduced_precisions(args: argparse.Namespace, net, exported, precisions: lis
 def run_check(args: argparse.Namespace) -> int:
     from model import load_segmenter
 
+    check_device(args.device, gpu_names=("tensorrt",))  # before loading: ONNX Runtime would fall back to the CPU
     exported = read_exported(args.export_dir)
     report = _onnx_parity(args, load_segmenter(args.checkpoint), exported, args.device)
     return _report(report, args.export_dir, "onnxruntime")

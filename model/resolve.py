@@ -17,20 +17,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model.checkpoints import CheckpointError, convert_local_checkpoint, load_local_checkpoint
-from model.checkpoints.folder import META_FILE
-from model.inference import Predictor
-from model.modeling import Segmenter
-from model.zoo import fetch
+if TYPE_CHECKING:
+    from model.inference import Predictor
+    from model.modeling import Segmenter
 
+# The readers (torch, timm) are imported by the functions that need them: this module's names are
+# public (model.load_segmenter, EXPORTED_FORMAT) and importing it must stay cheap.
 ZOO_PREFIX = "zoo:"  # zoo:NAME: an entry of the weights registry (`segmenter weights list`)
 EXPORTED_FORMAT = "segmenter-onnx"  # the description `segmenter export onnx` writes (export/artifact.py)
 
 
 def exported_source(folder: Path) -> str | None:
     """The checkpoint an exported folder was made from (`onnx.source`), or None for any other path."""
+    from model.checkpoints.folder import META_FILE
+
     try:
         description = json.loads((folder / META_FILE).read_text())
     except (OSError, ValueError):
@@ -47,6 +49,9 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
     SEGMENTER_WEIGHTS_MIRROR, SEGMENTER_WEIGHTS_REGISTRY). An exported folder: the checkpoint it
     was exported from (recorded relative to it, or as given, or a zoo name). Anything else as given.
     """
+    from model.checkpoints import CheckpointError
+    from model.zoo import fetch
+
     text = str(source)
     if text.startswith(ZOO_PREFIX):
         return fetch(text[len(ZOO_PREFIX):])
@@ -67,17 +72,23 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
 def load_segmenter(source: str | os.PathLike) -> Segmenter:
     """A Segmenter in eval mode with `.metadata` set, from any checkpoint `resolve_checkpoint`
     names. CheckpointError (ZooError for names) says what is wrong."""
+    from model.checkpoints import load_local_checkpoint
+
     return load_local_checkpoint(resolve_checkpoint(source))
 
 
 def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, **provenance: Any) -> Segmenter:
     """Any checkpoint `load_segmenter` reads, saved as our folder at `out` with its provenance."""
+    from model.checkpoints import convert_local_checkpoint
+
     return convert_local_checkpoint(resolve_checkpoint(source), out, **provenance)
 
 
 def from_pretrained(source: str | os.PathLike, **predictor_options: Any) -> Predictor:
     """A ready Predictor (`device=`, `precision=`, ... as Predictor takes them) for any checkpoint
     `load_segmenter` reads; a bare registry name works too (`from_pretrained("ade20k-seg-b-mask-16")`)."""
+    from model.inference import Predictor
+
     text = str(source)
     if not text.startswith(ZOO_PREFIX) and not Path(text).exists() and "/" not in text and "\\" not in text:
         from model.zoo import load_registry

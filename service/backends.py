@@ -2,11 +2,14 @@
 
 Every backend is used the same way afterwards: `predictor.prepare`, `predictor.forward_windows`
 (the batcher's WindowForward: B×3×w×w normalized -> B×C×w×w float32 logits) and
-`predictor.finish`.
+`predictor.finish`. POST /attention gets its PyTorch model from `LoadedModel.attention`.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +24,64 @@ from export import (
     ort_providers,
     read_exported,
 )
-from model import CheckpointError, Predictor, SegmenterError, load_segmenter
+from model import CheckpointError, Predictor, SegmenterConfig, SegmenterError, load_segmenter
+from model.devices import DeviceError, placing
+from model.resolve import ZOO_PREFIX, exported_source, resolve_checkpoint
 from service.model_specs import ModelSpec
+
+log = logging.getLogger("segmenter.service")
 
 
 class ModelLoadError(SegmenterError, RuntimeError):
     """A configured model cannot be served; the message says why and how to fix it."""
+
+
+class AttentionUnavailable(SegmenterError, ValueError):
+    """A served model cannot draw attention maps; the message names it, says why and the fix."""
+
+
+class AttentionModel:
+    """The PyTorch model POST /attention runs for one served model.
+
+    Backend torch: the served predictor itself. An exported graph (OpenVINO, ONNX Runtime,
+    TensorRT) holds no attention to read, so the PyTorch weights it was exported from load at its
+    first /attention — never for /segment; once, however many requests ask at the same time — and
+    stay. Whether they are there is decided at start from the files (`reason`), without loading them.
+    """
+
+    def __init__(self, spec: ModelSpec, config: SegmenterConfig | None, *, predictor: Predictor | None = None,
+                 source: str | None = None, reason: str | None = None, windows: dict | None = None) -> None:
+        self.spec, self.config, self.source, self.reason = spec, config, source, reason
+        self._predictor, self._windows = predictor, windows or {}
+        self.lock = threading.Lock()  # held while the weights load, so concurrent first requests load once
+
+    @property
+    def available(self) -> bool:
+        return self.reason is None
+
+    def predictor(self) -> Predictor:
+        """The PyTorch predictor, loaded at the first call (it blocks: call it off the event loop).
+        AttentionUnavailable when this model has no PyTorch weights, or they do not load."""
+        if self._predictor is None:
+            if self.reason is not None:
+                raise AttentionUnavailable(self.reason)
+            with self.lock:
+                if self._predictor is None:
+                    self._predictor = self._load()
+        return self._predictor
+
+    def _load(self) -> Predictor:
+        name, started = self.spec.name, time.perf_counter()
+        try:
+            net = load_segmenter(self.source)
+            with placing(self.spec.device, "device: {}"):  # out of GPU memory: a DeviceError
+                predictor = Predictor(net, device=self.spec.device, **self._windows)
+        except (SegmenterError, OSError) as exc:  # a checkpoint gone since start, a zoo fetch failing...
+            raise AttentionUnavailable(f"model {name!r}: the PyTorch weights it was exported from ({self.source}), "
+                                       f"which attention maps need, do not load: {exc}") from exc
+        log.info("model %s: loaded its PyTorch weights from %s for attention maps in %.1f s", name, self.source,
+                 time.perf_counter() - started)
+        return predictor
 
 
 @dataclass(frozen=True)
@@ -35,12 +90,14 @@ class LoadedModel:
     predictor: Predictor
     patch_size: int | None  # None when only an exported graph is known and it does not say
     backend_detail: str  # e.g. "torch fp32 on cpu", "onnxruntime [CPUExecutionProvider]"
+    attention: AttentionModel  # the PyTorch model behind POST /attention
 
 
-def _check_device(device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} is configured but no CUDA GPU is visible; "
-                             "set device: cpu or run on a GPU host (docker compose with the nvidia runtime)")
+def _check_device(spec: ModelSpec) -> None:
+    try:
+        spec.checked_device()
+    except DeviceError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def load_model(spec: ModelSpec, cache_dir: Path | None = None, max_windows: int | None = None) -> LoadedModel:
@@ -52,10 +109,10 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None, max_windows: int 
     if not path.exists():
         raise ModelLoadError(f"checkpoint {path} does not exist (model {spec.name!r}); "
                              "fix `checkpoint` in the models file")
-    _check_device(spec.device)
+    _check_device(spec)
     try:
         windows = dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size,
-                       max_windows=spec.max_windows_per_request or max_windows)
+                       max_windows=spec.max_windows_per_request or max_windows, blend=spec.blend)
         if spec.backend == "torch":
             return _load_torch(spec, path, windows)
         return _load_export(spec, path, cache_dir, windows)
@@ -65,8 +122,10 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None, max_windows: int 
 
 def _load_torch(spec: ModelSpec, path: Path, windows: dict) -> LoadedModel:
     net = load_segmenter(path)  # an exported folder: the PyTorch weights it was exported from
-    predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
-    return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}")
+    with placing(spec.device, "device: {}"):  # out of GPU memory: a ValueError, reported as ModelLoadError
+        predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
+    return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}",
+                       AttentionModel(spec, net.config, predictor=predictor))
 
 
 def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: dict) -> LoadedModel:
@@ -78,6 +137,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
     if spec.window_size not in (None, exported.window_size):
         raise ModelLoadError(f"{path} was exported for {exported.window_size}-pixel windows; remove window_size "
                              "from the models file or export again at the size you want")
+    attention = _export_attention(spec, path, exported.config, windows)
     if spec.backend == "openvino":
         # bf16 / int8 only as gated at export (the graph and inference precision it recorded).
         graph, inference = (exported.onnx_path, "fp32") if spec.precision == "fp32" else \
@@ -88,7 +148,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
         runner = OpenVinoRunner(graph, inference, streams=spec.batches_in_flight)
         predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
         detail = f"openvino {spec.precision}" + (f" ({inference} elsewhere)" if spec.precision == "int8" else "")
-        return LoadedModel(spec, predictor, exported.config.get("patch_size"), detail)
+        return LoadedModel(spec, predictor, exported.config.get("patch_size"), detail, attention)
     ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
     # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.
     cache = spec.tensorrt_cache or (cache_dir / spec.name if cache_dir else path / "tensorrt-cache")
@@ -97,7 +157,33 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
     runner = OnnxRuntimeRunner(exported, providers)
     # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
     predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
-    return LoadedModel(spec, predictor, exported.config.get("patch_size"), f"onnxruntime {runner.providers}")
+    return LoadedModel(spec, predictor, exported.config.get("patch_size"), f"onnxruntime {runner.providers}",
+                       attention)
+
+
+def _export_attention(spec: ModelSpec, path: Path, config: dict, windows: dict) -> AttentionModel:
+    """Attention for an exported graph: from the checkpoint its segmenter.json names (`onnx.source`),
+    if that is here — checked now, from the files, without loading the weights. A zoo:NAME source
+    counts as here: it is fetched (or read from the cache) at the first /attention."""
+    fix = (f"attention maps need them: export again from the checkpoint (`segmenter export onnx --checkpoint CKPT "
+           f"--out {path}` records where it is), or serve the checkpoint itself (backend: torch)")
+    try:
+        architecture = SegmenterConfig.from_dict(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        return AttentionModel(spec, None, reason=f"model {spec.name!r}: the architecture in {path}/segmenter.json "
+                              f"does not read ({exc}); attention maps need it: export the model again")
+    recorded = exported_source(path) or ""
+    if recorded.startswith(ZOO_PREFIX):
+        return AttentionModel(spec, architecture, source=recorded, windows=windows)
+    try:
+        source = resolve_checkpoint(path)
+    except CheckpointError:
+        why = (f"the checkpoint it was exported from ({recorded!r} in {path}/segmenter.json) is missing at "
+               f"{(path / recorded).resolve()}" if recorded else f"{path}/segmenter.json names no source checkpoint "
+               "(onnx.source)")
+        return AttentionModel(spec, architecture, reason=f"model {spec.name!r} was exported without its PyTorch "
+                              f"weights: {why}; {fix}")
+    return AttentionModel(spec, architecture, source=str(source.resolve()), windows=windows)
 
 
 def warm_up(model: LoadedModel) -> None:

@@ -44,7 +44,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.models:
         os.environ["SEGMENTER_MODELS"] = str(args.models)  # read by each worker's Settings
     settings = Settings()
-    load_models_file(settings.models)  # a bad models file stops here, with one message, not in each worker
+    models = load_models_file(settings.models)  # a bad models file stops here, with one message, not in each worker
+    for spec in models.models:  # so does a device this machine lacks (a worker would only mark the model failed)
+        spec.checked_device()
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, log_config=log_config(args.log_level),
                 timeout_graceful_shutdown=graceful_shutdown_s(settings))

@@ -16,6 +16,8 @@
         batches_in_flight: 1          # batches run at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
         window_size: null             # override the checkpoint's sliding window (pixels)
         window_stride: null
+        blend: uniform                # how overlapping windows are averaged: uniform (the paper's
+                                      # protocol) | linear | gaussian (fewer seams; docs/benchmarks.md: Seams)
         max_windows_per_request: null # override SEGMENTER_MAX_WINDOWS_PER_REQUEST for this model
         max_queue_windows: null       # override SEGMENTER_MAX_QUEUE_WINDOWS for this model
 """
@@ -30,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model import SegmenterError
+from model.devices import DeviceError, check_device, parse_device
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class ModelSpec(BaseModel):
     batches_in_flight: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
     window_size: int | None = Field(None, ge=16)
     window_stride: int | None = Field(None, ge=1)
+    blend: Literal["uniform", "linear", "gaussian"] = "uniform"  # model.inference.BLENDS
     max_windows_per_request: int | None = Field(None, ge=1)  # None: the service setting
     max_queue_windows: int | None = Field(None, ge=1)  # None: the service setting
     tensorrt_cache: Path | None = None  # where ONNX Runtime keeps built TensorRT engines
@@ -80,9 +84,16 @@ class ModelSpec(BaseModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
-            raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
-        return device
+        return parse_device(device, "device: {}")  # the name; this machine is checked by checked_device
+
+    def checked_device(self) -> str:
+        """The device, checked against this machine: `segmenter serve` stops at start on a device that
+        is not there, and a worker started otherwise marks the model failed, with this one message."""
+        try:
+            return check_device(self.device, "device: {}")
+        except DeviceError as exc:
+            raise DeviceError(f"model {self.name!r}: {exc} in the models file, or serve it on a GPU host "
+                              "(docker compose: the nvidia runtime)") from None
 
     @model_validator(mode="after")
     def _windows_can_be_planned(self) -> ModelSpec:

@@ -107,3 +107,47 @@ def test_predict_never_lets_an_images_json_overwrite_the_coco_file(capsys, tmp_p
     save_checkpoint(tiny_segmenter(), tmp_path / "ckpt")
     _fails_cleanly(capsys, ["predict", str(tmp_path / "predictions.png"), "--checkpoint", str(tmp_path / "ckpt"),
                             "--out", str(tmp_path / "o"), "--output", "json,coco"], "would write predictions.json")
+
+
+@pytest.mark.parametrize("decoder, flags, fragment", [
+    ("linear", ["--class", "class1"], "no class tokens: --class needs a mask-transformer model; use --pixel X,Y"),
+    ("linear", ["--pixel", "5,5", "--part", "decoder"], "no attention layers and no class tokens: use --part encoder"),
+    ("mask_transformer", ["--class", "class1", "--part", "encoder"], "class tokens live in the decoder; drop --part"),
+])
+def test_attention_speaks_in_flags(capsys, tmp_path, decoder, flags, fragment):
+    from PIL import Image
+
+    save_checkpoint(tiny_segmenter(decoder=decoder), tmp_path / "ckpt")
+    Image.new("RGB", (32, 32)).save(tmp_path / "img.png")
+    err = _fails_cleanly(capsys, ["attention", str(tmp_path / "img.png"), "--checkpoint", str(tmp_path / "ckpt"),
+                                  "--layer", "0", "--out", str(tmp_path / "out"), *flags], fragment)
+    assert "part=" not in err  # the library's Python wording
+
+
+@pytest.mark.parametrize("command", [["attention", "img.png", "--layer", "0", "--pixel", "1,1", "--out", "o"],
+                                     ["eval", "--dataset", "synthetic", "--data-root", "d"]])
+def test_a_bad_scale_names_the_flag(capsys, tmp_path, command):
+    _fails_cleanly(capsys, [*command, "--checkpoint", str(tmp_path), "--scale", "abc"],
+                   "--scale: scale must be a short side in pixels (1..16384) or none, got 'abc'")
+
+
+def test_predict_coco_alone_says_nothing_of_per_image_names(capsys, tmp_path):
+    from PIL import Image
+
+    save_checkpoint(tiny_segmenter(), tmp_path / "ckpt")
+    (tmp_path / "images").mkdir()
+    for name in ("x.jpg", "x.png"):  # two images whose mask files would both be x.png
+        Image.new("RGB", (32, 32)).save(tmp_path / "images" / name)
+    assert main(["predict", str(tmp_path / "images"), "--checkpoint", str(tmp_path / "ckpt"), "--out",
+                 str(tmp_path / "o"), "--output", "coco"]) == 0
+    err = capsys.readouterr().err
+    assert "shares its name" not in err and "its outputs" not in err  # predictions.json names no file after one
+    assert main(["predict", str(tmp_path / "images"), "--checkpoint", str(tmp_path / "ckpt"), "--out",
+                 str(tmp_path / "o2"), "--output", "coco,mask"]) == 0
+    assert "x.jpg shares its name with another image" in capsys.readouterr().err  # its mask is x.jpg.png
+
+
+def test_predict_help_names_mmsegmentation_checkpoints():
+    proc = subprocess.run([sys.executable, "-m", "cli", "predict", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "MMSegmentation .pth" in " ".join(proc.stdout.split())

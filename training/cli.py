@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from model import PRECISIONS, parse_scale
-from training.data.layouts import DATASETS
+from model.devices import PRECISION_NAMES, placing
+from training.data import DATASETS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,8 +20,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--multiscale", action="store_true", help="scales 0.5-1.75 with flips, probabilities averaged")
     e.add_argument("--scale", default=None,
                    help="override the checkpoint's test scale: a short side in pixels, or none (images as they are)")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    e.add_argument("--device", default="auto", help="auto (a GPU if there is one, else cpu), cpu, cuda, cuda:1, ...")
+    e.add_argument("--precision", default="fp32", choices=PRECISION_NAMES)
+    # model.inference.BLENDS, written out (it imports torch); tests/test_cli_startup.py checks they agree.
+    e.add_argument("--blend", default="uniform", choices=["uniform", "linear", "gaussian"],
+                   help="how overlapping windows are averaged: uniform (default: the paper's protocol), or "
+                   "linear / gaussian, which fade each window toward its borders (fewer seams; "
+                   "docs/benchmarks.md: Seams)")
     e.add_argument("--out", type=Path, help="folder for the per-class table, confusion.png and scores.json")
     e.set_defaults(func=run_eval)
 
@@ -42,19 +47,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from model import Predictor, load_segmenter
+    from model import Predictor, load_segmenter, parse_scale
     from training import distributed
     from training.data.layouts import build_dataset
     from training.evaluate import confusion_image, evaluate
 
-    args.scale = parse_scale(args.scale)  # before loading: a typo costs nothing
-    ctx = distributed.setup(args.device)
+    try:  # before loading: a typo costs nothing
+        args.scale = parse_scale(args.scale)
+    except ValueError as exc:
+        raise ValueError(f"--scale: {exc}") from None
+    ctx = distributed.setup(args.device, spelled="--device {}")  # no such device: DeviceError, exit 2
     net = load_segmenter(args.checkpoint)  # errors here are reported by cli.main (exit 2)
     dataset = build_dataset(args.dataset, args.data_root, args.split)
     if len(dataset.class_names) != net.num_classes:
         raise ValueError(f"the checkpoint predicts {net.num_classes} classes but {args.dataset} has "
                          f"{len(dataset.class_names)}")
-    predictor = Predictor(net, device=ctx.device, precision=args.precision)
+    with placing(str(ctx.device)):
+        predictor = Predictor(net, device=ctx.device, precision=args.precision, blend=args.blend)
     scores = evaluate(predictor, dataset, multiscale=args.multiscale, scale=args.scale,
                       rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
     distributed.teardown()
@@ -63,7 +72,7 @@ def run_eval(args: argparse.Namespace) -> int:
     table = scores.table(dataset.class_names)
     print(table)
     print(f"\nmIoU {100 * scores.miou:.2f}  pixel accuracy {100 * scores.pixel_accuracy:.2f}  "
-          f"({'multi-scale + flip' if args.multiscale else 'single scale'}, {len(dataset)} images)")
+          f"({'multi-scale + flip' if args.multiscale else 'single scale'}, {args.blend} blend, {len(dataset)} images)")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "classes.md").write_text(table + "\n")

@@ -15,7 +15,6 @@ the variant and its `model.overrides`, and ranges. Each problem is a ValueError 
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from model import SegmenterConfig, get_variant, variant_config
+from model.devices import parse_device
 from training.data.layouts import DATASETS
 
 
@@ -168,7 +168,6 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     return cfg
 
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _POSITIVE = {"data.crop_size": lambda c: c.data.crop_size, "optim.lr": lambda c: c.optim.lr,
              "run.iterations": lambda c: c.run.iterations, "run.batch_size": lambda c: c.run.batch_size,
              "run.accumulation": lambda c: c.run.accumulation, "run.eval_every": lambda c: c.run.eval_every,
@@ -181,8 +180,7 @@ def validate(cfg: TrainConfig) -> None:
     """Values that types cannot check: names, devices, ranges, the architecture the config builds."""
     if cfg.data.dataset not in DATASETS:
         raise ValueError(f"data.dataset must be one of {', '.join(DATASETS)}, got {cfg.data.dataset!r}")
-    if not _DEVICE.match(cfg.run.device):
-        raise ValueError(f"run.device must be auto, cpu, cuda or cuda:N, got {cfg.run.device!r}")
+    parse_device(cfg.run.device, "run.device={}", auto=True)  # the name; the machine is checked when training starts
     for key, get in _POSITIVE.items():
         if not get(cfg) > 0:
             raise ValueError(f"{key} must be > 0, got {get(cfg)!r}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from model.devices import DeviceError, check_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -21,41 +23,36 @@ class Context:
         return self.rank == 0
 
 
-def resolve_device(device: str, local_rank: int, world_size: int) -> torch.device:
+def resolve_device(device: str, local_rank: int, world_size: int, spelled: str = "run.device={}") -> torch.device:
     """The device this process uses for `run.device` / `--device` (auto | cpu | cuda | cuda:N).
 
     Under torchrun each process takes cuda:LOCAL_RANK; an explicit cuda:N is for one process.
-    Asking for CUDA where there is none is an error, never a silent fall-back to the CPU.
+    Asking for CUDA where there is none is an error (model.devices.check_device's message, the
+    device written as `spelled`), never a silent fall-back to the CPU.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = check_device(device, spelled, auto=True)
     if device == "cpu":
         return torch.device("cpu")
-    if not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use cpu (or auto)")
     if device == "cuda":
         index = local_rank
     else:
         if world_size > 1:
-            raise ValueError(f"device {device!r} names one GPU, but torchrun started {world_size} processes; "
-                             "use cuda (each process takes cuda:LOCAL_RANK)")
+            raise DeviceError(f"{spelled.format(device)} names one GPU, but torchrun started {world_size} processes; "
+                              f"use {spelled.format('cuda')} (each process takes cuda:LOCAL_RANK)")
         index = int(device.split(":", 1)[1])
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"device cuda:{index} does not exist; this host has {torch.cuda.device_count()} GPU(s)")
     return torch.device("cuda", index)
 
 
-def setup(device: str = "auto") -> Context:
+def setup(device: str = "auto", spelled: str = "run.device={}") -> Context:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK), or run alone.
 
-    CUDA processes use NCCL and one GPU each; CPU processes use gloo.
+    CUDA processes use NCCL and one GPU each; CPU processes use gloo. `spelled`: how the user
+    wrote the device (`--device {}` for `segmenter eval`), for the message of a missing one.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank, world)
+    dev = resolve_device(device, local_rank, world, spelled)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

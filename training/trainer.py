@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -339,8 +340,12 @@ def _evaluate(ctx: distributed.Context, net: Segmenter, val_set, iteration: int,
     predictor = Predictor(net, device=ctx.device)
     # Whatever evaluation draws, training's random stream must not see: a run stopped before an
     # evaluation (and so resumed without it) continues exactly as one that evaluated.
+    # Its bar sits under the training bar, which tqdm draws a line down and returns from with a cursor-up
+    # escape: a terminal obeys it, a log file (`> train.log`, a SLURM job) keeps a stray "[A". There
+    # the result line below is the progress report.
+    bar = ctx.is_main and sys.stderr.isatty()
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-        scores = evaluate(predictor, val_set, rank=ctx.rank, world_size=ctx.world_size, progress=ctx.is_main)
+        scores = evaluate(predictor, val_set, rank=ctx.rank, world_size=ctx.world_size, progress=bar)
     result = {"iteration": iteration, "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
               "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(val_set.class_names, scores.iou,
                                                                              strict=True)}}

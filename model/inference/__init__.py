@@ -6,22 +6,58 @@ forward.py (the WindowForward contract and its torch implementation), sliding_wi
 predictor.py (numpy in, numpy out).
 """
 
-from model.inference.attention import (
-    AttentionMaps,
-    ImageAttention,
-    attention_maps,
-    attention_picture,
-    image_attention,
-)
-from model.inference.cost import DEFAULT_MAX_WINDOWS, TooManyWindows, WindowCost, estimate_cost
-from model.inference.forward import PRECISIONS, TorchForward, WindowForward, precision_dtype
-from model.inference.images import IMAGE_FORMATS, IMAGE_SUFFIXES, ImageError, image_size, list_images, read_image
-from model.inference.predictor import MAX_SCALE, MULTISCALE_SCALES, Predictor, Scale, class_id_dtype, parse_scale
-from model.inference.sliding_window import merge_windows, resize_to_window, run_windows, tile_windows, window_anchors
-from model.inference.window_plan import Cancelled, View, WindowPlan, plan_windows
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names below, for readers and linters; at run time each is imported on first use
+    from model.inference.attention import (
+        AttentionMaps,
+        ImageAttention,
+        attention_maps,
+        attention_picture,
+        image_attention,
+    )
+    from model.inference.cost import DEFAULT_MAX_WINDOWS, TooManyWindows, WindowCost, estimate_cost
+    from model.inference.forward import PRECISIONS, TorchForward, WindowForward, precision_dtype
+    from model.inference.images import IMAGE_FORMATS, IMAGE_SUFFIXES, ImageError, image_size, list_images, read_image
+    from model.inference.predictor import MAX_SCALE, MULTISCALE_SCALES, Predictor, Scale, class_id_dtype, parse_scale
+    from model.inference.sliding_window import (
+        BLENDS,
+        merge_windows,
+        resize_to_window,
+        run_windows,
+        tile_windows,
+        window_anchors,
+    )
+    from model.inference.window_plan import Cancelled, View, WindowPlan, plan_windows
+
+# Where each name lives, imported on first use (PEP 562) as in model/__init__.py: constants such as
+# DEFAULT_MAX_WINDOWS cost no torch import, for command-line parsers.
+_HOMES = {
+    "attention": ("AttentionMaps", "ImageAttention", "attention_maps", "attention_picture", "image_attention"),
+    "cost": ("DEFAULT_MAX_WINDOWS", "TooManyWindows", "WindowCost", "estimate_cost"),
+    "forward": ("PRECISIONS", "TorchForward", "WindowForward", "precision_dtype"),
+    "images": ("IMAGE_FORMATS", "IMAGE_SUFFIXES", "ImageError", "image_size", "list_images", "read_image"),
+    "predictor": ("MAX_SCALE", "MULTISCALE_SCALES", "Predictor", "Scale", "class_id_dtype", "parse_scale"),
+    "sliding_window": ("BLENDS", "merge_windows", "resize_to_window", "run_windows", "tile_windows", "window_anchors"),
+    "window_plan": ("Cancelled", "View", "WindowPlan", "plan_windows"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(_import_module(f"{__name__}.{_HOME[name]}"), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
 
 __all__ = [
-    "DEFAULT_MAX_WINDOWS", "IMAGE_FORMATS", "MAX_SCALE", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS",
+    "BLENDS", "DEFAULT_MAX_WINDOWS", "IMAGE_FORMATS", "MAX_SCALE", "IMAGE_SUFFIXES", "MULTISCALE_SCALES", "PRECISIONS",
     "AttentionMaps",
     "ImageAttention", "attention_picture", "image_attention",
     "Cancelled", "ImageError", "Predictor", "Scale", "TooManyWindows", "TorchForward", "View", "WindowCost",

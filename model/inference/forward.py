@@ -17,8 +17,12 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-# Autocast precisions for inference and training (`run.amp`), by the names configs use.
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from model.devices import PRECISION_NAMES
+
+# Autocast precisions for inference and training (`run.amp`), by the names configs use (listed
+# without torch in model.devices, for command-line parsers).
+PRECISIONS: dict[str, torch.dtype] = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16),
+                                              strict=True))
 
 
 @runtime_checkable

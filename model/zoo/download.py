@@ -54,7 +54,7 @@ def download(url: str, dest: Path, sha256_prefix: str | None = None, progress: P
         kept = part.stat().st_size if part.exists() else 0
         raise ZooError(f"downloading {url} failed ({type(exc).__name__}: {reason}); "
                        + (f"{kept:,} bytes are kept in {part}: run again to resume" if kept else
-                          "check the network or set SEGMENTER_WEIGHTS_MIRROR")) from None
+                          "check the network")) from None  # fetch.py adds what to do about mirrors
     if total is not None and done < total:
         raise ZooError(f"downloading {url} stopped at {done:,} of {total:,} bytes; run again to resume")
     digest = file_sha256(part)

@@ -59,9 +59,14 @@ def fetch_entry(entry: ZooEntry, cache_dir: Path, mirror: str | None = None,
         try:
             hashes[file.file_name] = download(url, downloads / file.file_name, file.sha256_prefix, step)
         except ZooError as exc:
+            if mirror:  # the mirror failed: suggesting one would send the user round in circles
+                raise ZooError(f"{exc}. That is the weights mirror {mirror} ({MIRROR_ENV}): check that it is up "
+                               f"and serves the published file at {url}, or unset {MIRROR_ENV} to download from "
+                               f"{file.url}; or run `segmenter weights fetch {entry.name}` on a connected machine "
+                               f"and copy {cache_dir / 'models' / entry.name}") from None
             raise ZooError(f"{exc}. Without network here: run `segmenter weights fetch {entry.name}` on a "
                            f"connected machine and copy {cache_dir / 'models' / entry.name} (or set "
-                           f"{MIRROR_ENV})") from None
+                           f"{MIRROR_ENV}=http://host:port/prefix to a mirror)") from None
     weights = downloads / entry.files[0].file_name  # the checkpoint; variant.yml (official) sits beside it
     target = cache_dir / "models" / entry.name
     convert_local_checkpoint(weights, target, zoo=entry.name, url=urls[0], published_miou=entry.miou,

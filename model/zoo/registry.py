@@ -44,20 +44,24 @@ class ZooEntry:
     stride: int
     test_scale: tuple[int, int] | None
     miou: dict[str, float | None]  # published: {single, multi}
-    size_bytes: int | None
+    size_bytes: int | None  # the file's size as published; None where it is not
     license: str
     status: str  # available | host-unreachable
     note: str
     files: tuple[ZooFile, ...]
+    # Where no size is published: the weights' size from the parameter count (× 4 bytes, fp32), an
+    # estimate (`weights list` shows it as ~N MB); a file that also holds optimizer state is larger.
+    size_estimate: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> ZooEntry:
         if not isinstance(data, dict):
             raise ZooError(f"{where}: a registry entry must be a mapping, got {data!r}")
         known = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
         if unknown := sorted(set(data) - known):
             raise ZooError(f"{where}: unknown field(s) {unknown} in entry {data.get('name')!r}; known: {sorted(known)}")
-        if missing := sorted(known - set(data)):
+        if missing := sorted(required - set(data)):
             raise ZooError(f"{where}: entry {data.get('name')!r} lacks {missing}")
         values = dict(data)
         values["files"] = tuple(ZooFile(str(f["url"]), f.get("sha256_prefix")) for f in data["files"])

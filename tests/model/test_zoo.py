@@ -130,3 +130,39 @@ def test_weights_list_shows_every_entry(tmp_path, capsys, monkeypatch):
     assert main(["weights", "fetch", "no-such-model"]) == 2
     assert "no checkpoint named 'no-such-model'" in capsys.readouterr().err
 
+
+
+def test_weights_list_shows_sizes_in_columns_as_wide_as_their_contents(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    mine = {"name": "my-own-ade20k-seg-t-mask-16-fine-tuned-on-my-photos", "source": "custom",
+            "architecture": "Seg-T-Mask/16", "dataset": "ade20k", "classes": 150, "window": 512, "stride": 480,
+            "test_scale": [2048, 512], "miou": {"single": 41.0, "multi": 42.0}, "size_bytes": 27_000_000,
+            "license": "MIT", "status": "available", "note": "", "files": [{"url": "https://example.invalid/m.pth"}]}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump([mine]))
+    monkeypatch.setenv("SEGMENTER_WEIGHTS_REGISTRY", str(tmp_path / "mine.yaml"))
+    monkeypatch.setenv("SEGMENTER_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["weights", "list"]) == 0
+    header, *rows, _ = capsys.readouterr().out.splitlines()
+    source, size_end = header.index("source"), header.index("size") + len("size")
+    sizes = {}
+    for row in rows:
+        name = row.split()[0]
+        assert row[source - 2:source] == "  " and row[source:].split()[0] in ("mmsegmentation", "official", "custom")
+        sizes[name] = row[:size_end].rsplit("  ", 1)[1].strip()  # right-aligned under "size"
+        assert row[size_end:size_end + 2] == "  ", row
+    assert sizes[mine["name"]] == "27 MB"  # published: as it is
+    assert sizes["ade20k-seg-l-mask-16"] == "~1,333 MB" and sizes["official-ade20k-seg-t-mask-16"] == "~27 MB"
+    assert all(re.fullmatch(r"~?[\d,]+ MB", size) for size in sizes.values()), sizes  # no "?" left
+
+
+def test_a_failing_mirror_is_named_and_not_suggested_again(tmp_path, published, monkeypatch):
+    _, prefix, _ = published
+    registry = [write_registry(tmp_path, "https://weights.example.invalid", prefix)]
+    monkeypatch.setenv("SEGMENTER_WEIGHTS_MIRROR", "http://127.0.0.1:9/mirror")  # nothing listens there
+    with pytest.raises(ZooError) as info:
+        fetch("tiny-mmseg", tmp_path / "cache", registry_files=registry)
+    message = str(info.value)
+    assert f"http://127.0.0.1:9/mirror/zoo/tiny_mmseg_20260101-{prefix}.pth" in message
+    assert "the weights mirror http://127.0.0.1:9/mirror (SEGMENTER_WEIGHTS_MIRROR)" in message
+    assert "or set SEGMENTER_WEIGHTS_MIRROR" not in message and "unset SEGMENTER_WEIGHTS_MIRROR" in message

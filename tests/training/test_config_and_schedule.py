@@ -95,14 +95,14 @@ def test_cuda_n_is_honoured_and_missing_cuda_is_an_error(monkeypatch):
     from training.distributed import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+    with pytest.raises(ValueError, match="this machine has no CUDA device"):
         resolve_device("cuda:1", 0, 1)
     assert resolve_device("auto", 0, 1) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda:1", 0, 1) == torch.device("cuda", 1)
     assert resolve_device("cuda", 1, 2) == torch.device("cuda", 1)  # torchrun: cuda:LOCAL_RANK
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match=r"asks for CUDA device 2, but this machine has 2 \(cuda:0, cuda:1\)"):
         resolve_device("cuda:2", 0, 1)
     with pytest.raises(ValueError, match="names one GPU"):
         resolve_device("cuda:1", 0, 2)

@@ -70,6 +70,18 @@ def test_resume_auto_starts_or_continues(data, straight, tmp_path, capsys):
     assert same_weights(straight, out / "last")
 
 
+def test_a_resumed_run_moves_no_cursor_in_its_log(data, tmp_path, capsys):
+    # Captured output is a log, not a terminal: the evaluation's bar, nested under the training bar,
+    # came back up with an ANSI cursor-up there, which a log keeps as a stray "[A".
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out), stop_at=3)
+    capsys.readouterr()
+    train(tiny_cfg(data, out), resume=True)
+    log = "".join(capsys.readouterr())
+    assert f"resuming {out} from iteration 3 of 6" in log and "iteration 6: mIoU" in log  # it did evaluate
+    assert "\x1b[A" not in log
+
+
 @pytest.mark.parametrize("variable", ["TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT"])
 def test_a_restarted_job_resumes_without_the_flag(variable, data, straight, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"

@@ -19,14 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.class_sets import DATASETS as BUNDLED_DATASETS
 from model.class_sets import default_palette, get_class_set
 from model.scores import IGNORE_INDEX
+from training.data import DATASETS
 from training.data.base import Sample, SegmentationDataset, pair_by_stem
-
-# The layouts training reads: the bundled datasets (their classes ship with `model`), plus
-# custom data and the generated synthetic set.
-DATASETS = (*BUNDLED_DATASETS, "custom", "synthetic")
 
 # Cityscapes labelIds -> trainIds (the 19 evaluated classes; everything else ignored).
 CITYSCAPES_ID_TO_TRAIN_ID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
