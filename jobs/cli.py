@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from model import DEFAULT_MAX_WINDOWS, IMAGE_SUFFIXES, PRECISIONS
-from model.outputs import OUTPUTS, parse_outputs
+from model import DEFAULT_MAX_WINDOWS
+from model.devices import PRECISION_NAMES, check_device, placing
 
 RAY_OPTIONS = ("address", "actors", "gpus_per_actor", "images_per_batch")
 RAY_DEFAULTS = {"actors": 2, "gpus_per_actor": 0.0, "images_per_batch": 4}
@@ -29,20 +29,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "weights), an official checkpoint.pth (with variant.yml), an MMSegmentation .pth, or zoo:NAME "
                    "(segmenter weights list)")
     p.add_argument("--out", required=True, help="output folder (--engine ray: one every node can write, or a URI)")
-    p.add_argument("--output", help=f"comma-separated, from {', '.join(OUTPUTS)} (default: mask)")
+    # model.outputs.OUTPUTS, written out: importing it (numpy, OpenCV) would slow every `segmenter` command's
+    # start-up; tests/test_cli_startup.py checks that the two agree.
+    p.add_argument("--output", help="comma-separated, from mask, overlay, json, confidence, coco (default: mask)")
     p.add_argument("--overlay", action="store_true", help="alias of --output mask,overlay (kept for one release)")
     p.add_argument("--format", choices=["png", "coco"],
                    help="alias: png = --output mask, coco = --output coco (kept for one release)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of class colours (0..1)")
     p.add_argument("--no-legend", dest="legend", action="store_false", help="overlay without a legend")
+    p.add_argument("--overlay-format", choices=["png", "jpeg", "webp"], help="overlay: png (default), or jpeg "
+                   "(<name>_overlay.jpg) or webp (<name>_overlay.webp): lossy, 6-20× smaller and 4-25× faster to "
+                   "write for big photos; POST /segment's format=")
     p.add_argument("--polygons", action="store_true", help="json: add polygons per class")
     p.add_argument("--classes", help="only these classes, by name or id, comma-separated (e.g. person,car)")
     p.add_argument("--multiscale", action="store_true", help="multi-scale + flip test-time augmentation")
     p.add_argument("--scale", default=None,
                    help="resize images to this short side before segmenting them, or none (as they are); "
                    "default: the checkpoint's test scale")
+    # model.inference.BLENDS, written out (it imports torch); tests/test_cli_startup.py checks they agree.
+    p.add_argument("--blend", default="uniform", choices=["uniform", "linear", "gaussian"],
+                   help="how overlapping windows are averaged: uniform (default: the paper's protocol), or "
+                   "linear / gaussian, which fade each window toward its borders (fewer seams; "
+                   "docs/benchmarks.md: Seams)")
     p.add_argument("--device", help="cpu (default), cuda, cuda:1, ... (--engine ray: see --gpus-per-actor)")
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    p.add_argument("--precision", default="fp32", choices=PRECISION_NAMES)
     p.add_argument("--batch-size", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
                    help="refuse images that need more sliding windows (elongated or huge images, multi-scale); "
@@ -69,6 +79,8 @@ class PredictOptionError(ValueError):
 
 def chosen_outputs(args: argparse.Namespace) -> tuple[str, ...]:
     """--output, or what the aliases --overlay and --format stand for."""
+    from model.outputs import parse_outputs
+
     if args.output is not None:
         if args.overlay or args.format:
             raise PredictOptionError("--overlay and --format are aliases of --output: give --output alone "
@@ -103,7 +115,7 @@ def segment_options(args: argparse.Namespace):
 
     try:
         return SegmentOptions(scale=args.scale, multiscale=args.multiscale, classes=args.classes, alpha=args.alpha,
-                              legend=args.legend, polygons=args.polygons)
+                              legend=args.legend, polygons=args.polygons, format=args.overlay_format)
     except ValidationError as exc:  # one line per flag, as a command line names them
         raise PredictOptionError("; ".join(f"--{e['loc'][0]}: {e['msg'].removeprefix('Value error, ')}"
                                            for e in exc.errors())) from None
@@ -126,8 +138,9 @@ def run_predict_local(args: argparse.Namespace, outputs: tuple[str, ...], option
     from jobs.inputs import clashes, coco_file_clash, find_images
     from jobs.local_engine import run_local
     from jobs.per_image import ImageJob, model_name
-    from model import Predictor, load_segmenter
+    from model import IMAGE_SUFFIXES, Predictor, load_segmenter
 
+    device = check_device(args.device or "cpu")  # before any loading: a GPU that is not there costs nothing
     inputs = find_images(Path(args.input))  # a missing input or checkpoint: cli.main reports it (exit 2)
     net = load_segmenter(args.checkpoint)
     job = ImageJob.for_model(outputs, options, net.metadata, model_name(args.checkpoint))
@@ -135,11 +148,12 @@ def run_predict_local(args: argparse.Namespace, outputs: tuple[str, ...], option
     if not inputs.images:
         print(f"error: no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}", file=sys.stderr)
         return 2
-    print_renamed(clashes(inputs))
+    print_renamed(clashes(inputs), job.outputs)
     if clash := coco_file_clash(list(inputs.names.values()), job.outputs):
         raise PredictOptionError(clash)
-    predictor = Predictor(net, device=args.device or "cpu", precision=args.precision, batch_size=args.batch_size,
-                          max_windows=args.max_windows or None)
+    with placing(device):
+        predictor = Predictor(net, device=device, precision=args.precision, batch_size=args.batch_size,
+                              max_windows=args.max_windows or None, blend=args.blend)
     result = run_local(inputs, predictor, Path(args.out), job)
     return print_outcome(result.written, result.failures, inputs.skipped, job.outputs, args.out)
 
@@ -153,20 +167,24 @@ def run_predict_ray(args: argparse.Namespace, outputs: tuple[str, ...], options)
     pool = {name: getattr(args, name) if getattr(args, name) is not None else RAY_DEFAULTS[name]
             for name in RAY_DEFAULTS}
     job = RayJob(checkpoint=args.checkpoint, out=args.out, outputs=outputs, options=options, precision=args.precision,
-                 batch_size=args.batch_size, max_windows=args.max_windows or None, **pool)
+                 batch_size=args.batch_size, max_windows=args.max_windows or None, blend=args.blend, **pool)
     result = run_ray(job, args.input, args.address)
     print_skipped(result.skipped)
-    print_renamed(result.renamed)
+    print_renamed(result.renamed, job.outputs)
     return print_outcome(result.written, result.failures, result.skipped, job.outputs, args.out,
                          f" on {len(result.nodes)} node(s)")
 
 
 def print_skipped(paths) -> None:
+    from model import IMAGE_SUFFIXES
+
     for path in paths:
         print(f"skipped {path}: not an image this command reads ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
 
 
-def print_renamed(names) -> None:
+def print_renamed(names, outputs: tuple[str, ...]) -> None:
+    if set(outputs) == {"coco"}:  # predictions.json alone: no file is named after an image
+        return
     for name in names:
         print(f"note: {name} shares its name with another image; its outputs keep the suffix in their names "
               f"({name}...)", file=sys.stderr)

@@ -11,7 +11,7 @@ import numpy as np
 
 from model import ImageError, ModelMetadata, Predictor, TooManyWindows, WindowPlan
 from model.options import SegmentOptions
-from model.outputs import FILE_SUFFIXES, RenderOptions, render
+from model.outputs import FILE_SUFFIXES, RenderOptions, file_suffix, render
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def image_files(predictor: Predictor, rgb: np.ndarray, plan: WindowPlan, logits,
         mask = ids if mask is None else mask
     for kind in job.outputs:
         if kind in FILE_SUFFIXES and kind != "confidence":
-            files[name + FILE_SUFFIXES[kind]] = render(kind, rgb, mask, metadata, job.model_name, options=job.render)
+            files[name + file_suffix(kind, job.render)] = render(kind, rgb, mask, metadata, job.model_name,
+                                                                 options=job.render)
     return mask, files
 
 

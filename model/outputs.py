@@ -4,7 +4,8 @@
 outputs, render them here, and so give the same bytes for the same image:
 
     mask        PNG whose pixel values are the class ids (palette attached; 16-bit above 256 classes)
-    overlay     RGB PNG: the class colours blended over the image, with a legend of the classes found
+    overlay     RGB PNG (or JPEG, WebP: `RenderOptions.overlay_format`): the class colours blended over
+                the image, with a legend of the classes found
     json        the classes found, the mask as row-major runs, per-class COCO RLE (and polygons)
     confidence  8-bit grey PNG: the probability of each pixel's class, 0..1 as 0..255
     coco        for a set of images (the CLI and Ray engines): one COCO results file, predictions.json
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from model.annotations import class_annotations, coco_document
 from model.metadata import ModelMetadata
@@ -36,11 +38,23 @@ from model.visualization import draw_legend, mask_to_image, overlay, transparent
 IMAGE_OUTPUTS = ("mask", "overlay", "json", "confidence")  # one per image
 OUTPUTS = (*IMAGE_OUTPUTS, "coco")  # `coco`: one file for a whole set of images
 FILE_SUFFIXES = {"mask": ".png", "overlay": "_overlay.png", "json": ".json", "confidence": "_confidence.png"}
-MEDIA_TYPES = {"mask": "image/png", "overlay": "image/png", "json": "application/json", "confidence": "image/png"}
 COCO_FILE = "predictions.json"
-# zlib level 3 for every PNG: as small as level 6 for masks at a third of the time, and as fast as
-# level 1 for photo-like overlays (683×512: mask 0.9 ms, overlay 47 ms; docs/benchmarks.md).
+# zlib level 3 for masks and confidence maps: as small as level 6 at a third of the time (683×512
+# mask: 0.9 ms; docs/benchmarks.md).
 PNG_LEVEL = 3
+# Overlays are photos: after PNG's row filters LZ matching finds little in them, and run-length
+# matching (zlib's Z_RLE) is both faster and smaller than level 3. A 4000×3000 photo-like overlay
+# (benchmarks/overlay_encoding.py, docs/benchmarks.md): level 3 1.30 s, 9.5 MB; level 1 0.81 s,
+# 10.3 MB; level 1 + Z_RLE 0.82 s, 7.9 MB. JPEG (q 90) 33 ms, 1.4 MB; WebP (q 85, method 0) 0.22 s,
+# 0.7 MB; WebP at Pillow's default method 4: 0.84 s, 0.6 MB.
+OVERLAY_PNG = {"compress_level": 1, "compress_type": zlib.Z_RLE}
+# The encodings of each output, its default first, and their media types. Only the overlay, a
+# picture for people, may be lossy: JPEG or WebP would change a mask's class ids and a confidence
+# map's probabilities.
+OUTPUT_FORMATS = {"mask": ("png",), "overlay": ("png", "jpeg", *(("webp",) if features.check("webp") else ())),
+                  "json": ("json",), "confidence": ("png",)}
+FORMAT_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "json": "application/json"}
+LOSSY_ENCODERS = {"jpeg": {"format": "JPEG", "quality": 90}, "webp": {"format": "WEBP", "quality": 85, "method": 0}}
 
 
 def parse_outputs(text: str) -> tuple[str, ...]:
@@ -61,15 +75,39 @@ class RenderOptions:
     legend: bool = True  # overlay: a legend of the classes found
     polygons: bool = False  # json: simplified polygons per class
     selected: tuple[int, ...] | None = field(default=None)
+    overlay_format: str = "png"  # overlay: png | jpeg | webp (OUTPUT_FORMATS["overlay"])
+
+    def __post_init__(self) -> None:
+        if self.overlay_format not in OUTPUT_FORMATS["overlay"]:
+            raise ValueError(f"unknown overlay format {self.overlay_format!r}; choose from "
+                             f"{', '.join(OUTPUT_FORMATS['overlay'])}")
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:
-    """The one PNG encoder of every output."""
+    """The PNG encoder of masks and confidence maps (and of other pictures, e.g. attention maps)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_LEVEL)
     return buffer.getvalue()
+
+
+def encode_image(rgb: np.ndarray, image_format: str) -> bytes:
+    """An overlay (H×W×3 uint8) as PNG, JPEG or WebP bytes (OUTPUT_FORMATS["overlay"])."""
+    buffer = io.BytesIO()
+    if image_format == "png":
+        Image.fromarray(rgb).save(buffer, format="PNG", **OVERLAY_PNG)
+    else:
+        Image.fromarray(rgb).save(buffer, **LOSSY_ENCODERS[image_format])
+    return buffer.getvalue()
+
+
+def file_suffix(kind: str, options: RenderOptions) -> str:
+    """How a job names an output's file after the image's name: FILE_SUFFIXES, with the overlay's
+    extension its format's (`_overlay.jpg`, `_overlay.webp`)."""
+    if kind == "overlay" and options.overlay_format != "png":
+        return {"jpeg": "_overlay.jpg", "webp": "_overlay.webp"}[options.overlay_format]
+    return FILE_SUFFIXES[kind]
 
 
 def json_bytes(document: dict) -> bytes:
@@ -93,12 +131,18 @@ def keep_only(mask: np.ndarray, selected: Sequence[int] | None, metadata: ModelM
 
 
 def classes_present(mask: np.ndarray, metadata: ModelMetadata, selected: Sequence[int] | None = None) -> list[dict]:
-    """[{id, name, color, pixels, fraction}] for each (selected) class in the mask, most frequent first."""
+    """[{id, name, color, pixels, fraction}] for each (selected) class in the mask, most frequent first;
+    only classes with pixels, each with a fraction above 0."""
     counts = np.bincount(mask.ravel(), minlength=metadata.num_classes)[: metadata.num_classes]
     found = [int(i) for i in np.flatnonzero(counts) if selected is None or int(i) in selected]
     found.sort(key=lambda i: -counts[i])
     return [{"id": i, "name": metadata.class_names[i], "color": [int(v) for v in metadata.palette[i]],
-             "pixels": int(counts[i]), "fraction": round(float(counts[i]) / mask.size, 6)} for i in found]
+             "pixels": int(counts[i]), "fraction": _significant(counts[i] / mask.size)} for i in found]
+
+
+def _significant(fraction: float) -> float:
+    """6 significant digits: a class of one pixel in 12 million is 8.33333e-08, not 0."""
+    return float(f"{fraction:.6g}")
 
 
 def run_length_encode(mask: np.ndarray) -> dict:
@@ -133,7 +177,7 @@ def render(kind: str, rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata
             confidence = np.where(kept == mask, confidence, 0)
         return png_bytes(np.clip(np.rint(confidence * 255), 0, 255).astype(np.uint8))
     if kind == "overlay":
-        return png_bytes(render_overlay(rgb, kept, metadata, options))
+        return encode_image(render_overlay(rgb, kept, metadata, options), options.overlay_format)
     if kind == "json":
         return json_bytes(json_document(kept, metadata, model_name, options))
     raise ValueError(f"unknown output {kind!r}; choose from {', '.join(IMAGE_OUTPUTS)}")

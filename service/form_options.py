@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +35,24 @@ def _field_adapters(model: type[BaseModel]) -> dict[str, TypeAdapter]:
             for name, field in model.model_fields.items()}
 
 
+def _choices(annotation: Any) -> list[str]:
+    """The values of the Literal in a field's type (`Literal["a", "b"] | None` -> ["a", "b"])."""
+    if get_origin(annotation) is Literal:
+        return [str(v) for v in get_args(annotation)]
+    return [choice for arg in get_args(annotation) for choice in _choices(arg)]
+
+
+def _message(model: type[BaseModel], name: str, error: dict[str, Any]) -> str:
+    """One line per mistake: a value outside a fixed set names it, the valid ones and the default;
+    a validator's message comes without pydantic's "Value error, " prefix."""
+    if error["type"] == "literal_error":
+        field = next(f for n, f in model.model_fields.items() if (f.alias or n) == name)
+        default = f" (default: {field.default})" if field.default is not None else ""
+        return (f"unknown value {error['input']!r}; choose from {', '.join(_choices(field.annotation))}"
+                + default)
+    return error["msg"].removeprefix("Value error, ")
+
+
 def _parse(model: type[BaseModel], source: str, values: dict[str, Any], problems: list[dict]) -> dict[str, Any]:
     """Each given option of one source validated on its own (so the two sources can be compared)."""
     parsed = {}
@@ -42,7 +60,7 @@ def _parse(model: type[BaseModel], source: str, values: dict[str, Any], problems
         try:
             parsed[name] = _field_adapters(model)[name].validate_python(value)
         except ValidationError as exc:
-            problems += [_error(source, name, e["msg"], e["type"]) for e in exc.errors()]
+            problems += [_error(source, name, _message(model, name, e), e["type"]) for e in exc.errors()]
     return parsed
 
 
@@ -88,7 +106,8 @@ async def read_form(request: Request, model: type[Options]) -> tuple[UploadFile,
         try:
             merged = model.model_validate({**body_values, **query_values})
         except ValidationError as exc:
-            problems += [_error("body", ".".join(map(str, e["loc"])), e["msg"], e["type"]) for e in exc.errors()]
+            problems += [_error("body", ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, "),
+                                e["type"]) for e in exc.errors()]
     if problems:
         raise RequestValidationError(problems)
     return images[0], merged

@@ -10,26 +10,38 @@ from concurrent.futures import Executor
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from model.outputs import MEDIA_TYPES, classes_present, keep_only, png_bytes, render, render_overlay
+from model.outputs import FORMAT_MEDIA_TYPES, classes_present, encode_image, keep_only, render, render_overlay
 from service.batcher import BatchFailed
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
-from service.errors import ServiceError
+from service.errors import ServiceError, error_body
 from service.form_options import openapi_form, read_form
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
 from service.request_outcome import RESPONSES, abandon, recorded, resolve_model, unavailable
-from service.segment_options import SegmentForm, render_options
+from service.segment_options import SegmentForm, answer_format, render_options
 from service.segmentation import Abort, Segmentation, segment
 from service.settings import Settings
 
 router = APIRouter(tags=["segmentation"])
 
 CLIENT_GONE = 499  # nginx's code for "client closed the request"; only ever seen in metrics
+NOT_ACCEPTABLE = "Accept allows nothing the output can be (mask and confidence: image/png; overlay: image/png, " \
+    "image/jpeg, image/webp; json: application/json)"
+SEGMENT_RESPONSES = {
+    **RESPONSES,
+    200: {"description": "the output asked for: a PNG, JSON, or for `output=overlay` PNG, JPEG or WebP (`format`, "
+          "else `Accept`)", "content": {media: {} for media in ("image/png", "image/jpeg", "image/webp",
+                                                                "application/json")}},
+    406: {"description": NOT_ACCEPTABLE, "content": {"application/json": {
+        "example": error_body(406, "not_acceptable", NOT_ACCEPTABLE)}}},
+}
 
 
 DESCRIPTION = ("Upload an image as the multipart file field `image`. Every other parameter may be a form field or "
                "a query parameter (`/segment?model=fast&output=overlay`). An unknown parameter, a parameter or "
-               "image given twice, or one given both ways with different values is a 422 naming it.")
+               "image given twice, or one given both ways with different values is a 422 naming it. The overlay "
+               "is PNG unless `format` (or, without it, the `Accept` header: `image/jpeg`, `image/webp`) asks for "
+               "JPEG or WebP; an Accept that allows nothing the output can be is a 406.")
 
 
 async def _disconnected(request: Request) -> None:
@@ -38,7 +50,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-@router.post("/segment", responses=RESPONSES, response_class=Response, summary="Segment an image",
+@router.post("/segment", responses=SEGMENT_RESPONSES, response_class=Response, summary="Segment an image",
              description=DESCRIPTION, openapi_extra=openapi_form(SegmentForm))
 async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
                         executor: ExecutorDep) -> Response:
@@ -48,6 +60,7 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
         with recorded(metrics, "invalid", settings.retry_after_s) as outcome:
             image, options = await read_form(request, SegmentForm)
             outcome.output = options.output
+            image_format = answer_format(options, request.headers.get("accept"))  # before any work: 406, 422
             served = resolve_model(pool, options.model)
             outcome.model = served.spec.name
             try:
@@ -60,7 +73,8 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
                 outcome.status = CLIENT_GONE
                 return Response(status_code=CLIENT_GONE)
             rendering = time.perf_counter()
-            response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options)
+            response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options,
+                                                                        image_format)
             result.timings["render"] = time.perf_counter() - rendering
             metrics.queue_wait.labels(model=outcome.model).observe(result.timings["queue"])
             _add_headers(response, served, result, time.perf_counter() - started)
@@ -104,17 +118,20 @@ def _add_headers(response: Response, served: ServedModel, result: Segmentation, 
                              "X-Segmenter-Windows": str(result.windows), "Server-Timing": timing})
 
 
-def _render(result: Segmentation, served: ServedModel, options: SegmentForm) -> Response:
-    """The output asked for, rendered by `model.outputs` as `segmenter predict --output` renders it."""
+def _render(result: Segmentation, served: ServedModel, options: SegmentForm, image_format: str) -> Response:
+    """The output asked for, rendered by `model.outputs` as `segmenter predict --output` renders it,
+    encoded as `image_format` (`answer_format`)."""
     metadata = served.loaded.predictor.metadata
     drawing = render_options(options, metadata)
+    headers = {"Vary": "Accept"}  # the Accept header may choose the encoding
     if options.output != "overlay":
         body = render(options.output, result.rgb, result.mask, metadata, served.spec.name, result.confidence, drawing)
-        return Response(body, media_type=MEDIA_TYPES[options.output])
+        return Response(body, media_type=FORMAT_MEDIA_TYPES[image_format], headers=headers)
     # The overlay as `render` draws it, its classes counted once for the legend and for a header
     # (so a page can draw its own legend).
     kept = keep_only(result.mask, drawing.selected, metadata)
     present = classes_present(kept, metadata, drawing.selected)
     header = json.dumps([{k: c[k] for k in ("id", "name", "color", "fraction")} for c in present], ensure_ascii=True)
-    return Response(png_bytes(render_overlay(result.rgb, kept, metadata, drawing, present)),
-                    media_type=MEDIA_TYPES["overlay"], headers={"X-Segmenter-Classes": header})
+    picture = render_overlay(result.rgb, kept, metadata, drawing, present)
+    return Response(encode_image(picture, image_format), media_type=FORMAT_MEDIA_TYPES[image_format],
+                    headers={**headers, "X-Segmenter-Classes": header})

@@ -75,3 +75,21 @@ def test_background_classes_leave_the_photo_as_it_is():
     blended = overlay(image, mask, palette, 0.5, transparent_classes(names))
     assert (blended[mask == 0] == 200).all() and (blended[mask == 2] == 200).all()  # not darkened
     assert (blended[mask == 1] == [228, 100, 100]).all()  # the others are painted as before
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5, 0.77])
+def test_overlay_is_the_blend_rounded_and_keeps_transparent_pixels(alpha):
+    """The OpenCV path (issue 27: 12 MP in ~40 ms) is (1 - alpha)·image + alpha·colour to the
+    nearest level; background pixels are the photo's own; 8- and 16-bit masks agree."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mask = rng.integers(0, 5, (37, 53), dtype=np.uint8)
+    palette = rng.integers(0, 256, (5, 3)).tolist()
+    got = overlay(image, mask, palette, alpha, transparent=(0, 3))
+    exact = (1 - alpha) * image.astype(np.float64) + alpha * np.asarray(palette, np.float64)[mask]
+    painted = ~np.isin(mask, (0, 3))
+    assert np.abs(got[painted].astype(np.float64) - exact[painted]).max() <= 0.5 + 1e-6
+    np.testing.assert_array_equal(got[~painted], image[~painted])
+    np.testing.assert_array_equal(overlay(image, mask.astype(np.uint16), palette, alpha, transparent=(0, 3)), got)
+    with pytest.raises(ValueError, match="class id 4 but the palette has 4 colours"):
+        overlay(image, mask, palette[:4], alpha)

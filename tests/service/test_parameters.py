@@ -79,7 +79,7 @@ def test_an_image_sent_as_text_is_a_422(client):
 def test_the_openapi_schema_documents_both_ways(client):
     operation = client.get("/openapi.json").json()["paths"]["/segment"]["post"]
     query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
-    assert query == {"model", "output", "alpha", "legend", "multiscale", "scale", "polygons", "classes"}
+    assert query == {"model", "output", "alpha", "legend", "multiscale", "scale", "polygons", "classes", "format"}
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(form["properties"]) == query | {"image"} and form["required"] == ["image"]
     assert "query parameter" in operation["description"] and "422" in operation["description"]
