@@ -138,7 +138,8 @@ def image_attention(predictor: Predictor, rgb: np.ndarray, layer: int, part: Par
     model that is not a torch model, an image too large for one attention matrix, bad tokens."""
     net = predictor.net
     if not isinstance(net, Segmenter):
-        raise ValueError("attention maps need the PyTorch model; this one runs as an exported graph")
+        raise ValueError("attention maps need the PyTorch model; this predictor runs an exported graph: make one "
+                         "from the weights it was exported from, Predictor(load_segmenter(EXPORT_FOLDER))")
     if (pixel is None) == (class_id is None):
         raise ValueError("give a pixel (x, y) or a class, not both and not neither")
     height, width = rgb.shape[:2]

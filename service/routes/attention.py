@@ -2,7 +2,9 @@
 
 Not batched: one image, one forward pass up to the layer, on the model's device, on the
 preprocessing threads. The same limits and errors as /segment (upload and pixel limits from the
-header, the model's in-flight memory budget, 404 for unknown models, 503 while loading).
+header, the model's in-flight memory budget, 404 for unknown models, 503 while loading). A model
+served as an exported graph runs its PyTorch weights here, loaded at its first /attention
+(`service.backends.AttentionModel`); 422 naming the fix when it was exported without them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from model import ImageError, TooManyWindows, image_size, read_image
 from model.inference import attention_picture, image_attention
 from model.options import ScaleOption
 from model.outputs import png_bytes
+from service.backends import AttentionUnavailable
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
 from service.errors import ServiceError, image_error
 from service.form_options import openapi_form, read_form
@@ -47,7 +50,8 @@ class AttentionOptions(BaseModel):
 
 @router.post("/attention", responses=RESPONSES, response_class=Response, summary="Attention maps of one token",
              description="Upload an image as `image`; options as form fields or query parameters. Not batched "
-             "(one image per forward pass). Needs a model served by PyTorch.",
+             "(one image per forward pass). A model served as an exported graph loads the PyTorch weights it was "
+             "exported from at its first /attention; `GET /models` says which models can (`attention`).",
              openapi_extra=openapi_form(AttentionOptions))
 async def attention(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
                     executor: ExecutorDep) -> Response:
@@ -100,20 +104,23 @@ def _stop_or_abandon(request: Request, work: asyncio.Task, thread: dict[str, Fut
 
 
 def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) -> Response:
-    predictor = served.loaded.predictor
     try:
         rgb = read_image(data, max_pixels)
     except ImageError as exc:
         raise image_error(exc) from exc
     class_id = None
     if options.target_class is not None:
-        ids = selected_classes(options.target_class, predictor.metadata)
+        ids = selected_classes(options.target_class, served.loaded.predictor.metadata)
         if len(ids) != 1:
             raise ServiceError(422, "invalid_parameters", f"class: one class, whose token's attention to draw; got "
                                f"{len(ids)} ({options.target_class!r})")
         (class_id,) = ids
     part = options.part or ("decoder" if class_id is not None else "encoder")
     pixel = tuple(int(v) for v in options.pixel.split(",")) if options.pixel else None
+    try:
+        predictor = served.loaded.attention.predictor()  # an exported graph's PyTorch weights: loaded once, here
+    except AttentionUnavailable as exc:
+        raise ServiceError(422, "attention_unavailable", str(exc)) from exc
     try:
         result = image_attention(predictor, rgb, options.layer, part, pixel, class_id, options.scale)
         if options.output == "png":

@@ -11,7 +11,8 @@ router = APIRouter(tags=["models"])
 
 
 class AttentionLayers(BaseModel):
-    """What POST /attention can ask of a PyTorch model (None for exported graphs)."""
+    """What POST /attention can ask of a model: exported graphs too, with the PyTorch weights they
+    were exported from (loaded at the first /attention). None where attention maps cannot be drawn."""
 
     encoder_layers: int
     encoder_heads: int
@@ -33,12 +34,14 @@ class ModelInfo(BaseModel):
     patch_size: int | None
     window_size: int | None
     window_stride: int | None
+    blend: str  # how overlapping windows are averaged (uniform: the paper's protocol)
     dataset: str | None
     max_windows_per_request: int | None  # 413 above (SEGMENTER_MAX_WINDOWS_PER_REQUEST or the models file)
     max_queue_windows: int  # in-flight budget, in windows (SEGMENTER_MAX_QUEUE_WINDOWS or the models file)
     window_bytes: int | None  # estimated memory of one window-sized request
     in_flight_budget_bytes: int | None  # memory of requests in flight is kept under this; 503 beyond
     attention: AttentionLayers | None
+    attention_unavailable: str | None  # why `attention` is None for a ready model, and the fix
     classes: list[str]
     palette: list[list[int]]
 
@@ -62,6 +65,7 @@ async def list_models(pool: PoolDep, settings: SettingsDep) -> ModelList:
             patch_size=loaded.patch_size if loaded else None,
             window_size=loaded.predictor.window_size if loaded else spec.window_size,
             window_stride=loaded.predictor.window_stride if loaded else spec.window_stride,
+            blend=spec.blend,
             dataset=meta.dataset if meta else None,
             max_windows_per_request=loaded.predictor.max_windows if loaded else
             (spec.max_windows_per_request or settings.max_windows_per_request),
@@ -69,13 +73,15 @@ async def list_models(pool: PoolDep, settings: SettingsDep) -> ModelList:
             window_bytes=served.admission.window_bytes if served.admission else None,
             in_flight_budget_bytes=served.admission.budget_bytes if served.admission else None,
             attention=_attention_layers(loaded),
+            attention_unavailable=loaded.attention.reason if loaded else None,
             classes=list(meta.class_names) if meta else [],
             palette=[[int(v) for v in c] for c in meta.palette] if meta else []))
     return ModelList(default=default, models=infos)
 
 
 def _attention_layers(loaded) -> AttentionLayers | None:
-    config = loaded.predictor.net.config if loaded and loaded.predictor.net is not None else None
+    """Decided at start (backends.AttentionModel), without loading an exported graph's weights."""
+    config = loaded.attention.config if loaded and loaded.attention.available else None
     if config is None:
         return None
     mask = config.decoder == "mask_transformer"

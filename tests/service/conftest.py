@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from PIL import Image
 
 from model import Predictor, load_segmenter, save_checkpoint
 from service.main import create_app
-from service.settings import Settings
+from service.settings import BUNDLED_MODELS, Settings
 from testkit.hostile_inputs import encode  # noqa: F401 - re-exported to the tests
 from testkit.hostile_inputs import smooth_image as random_image  # noqa: F401
 from tests.conftest import tiny_segmenter
@@ -95,3 +96,18 @@ def post_image(client: TestClient, data: bytes, filename: str = "image.png", **f
 
 def run(coro):
     return asyncio.run(coro)
+
+
+BUNDLED_DIR = Path(BUNDLED_MODELS).parent  # models/: the demo checkpoints and their int8 exports
+
+
+def export_without_weights(root: Path, source: str) -> Path:
+    """demo-seg-t16's int8 export, moved away from its checkpoint (its segmenter.json saying `source`)."""
+    export, folder = BUNDLED_DIR / "demo-seg-t16-int8", root / "moved-int8"
+    folder.mkdir()
+    for name in ("model.onnx", "model_int8.xml", "model_int8.bin"):
+        (folder / name).symlink_to(export / name)
+    description = json.loads((export / "segmenter.json").read_text())
+    description["onnx"]["source"] = source
+    (folder / "segmenter.json").write_text(json.dumps(description))
+    return folder

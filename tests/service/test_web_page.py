@@ -8,68 +8,18 @@ the test is skipped, loudly — unless SEGMENTER_REQUIRE_BROWSER=1 (set by CI), 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import time
 
 import numpy as np
-import pytest
 
-from service.main import create_app
-from tests.service.conftest import encode, make_settings, random_image, reference_predictor
-from tests.service.live_server import LiveServer
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _require_browser():
-    missing = []
-    if CHROMIUM is None:
-        missing.append("chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright)")
-    if missing:
-        message = "web page test needs " + " and ".join(missing)
-        if os.environ.get("SEGMENTER_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@contextlib.contextmanager
-def _page(models_file):
-    """A live service and a Chromium page on its web page, the model list loaded."""
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    app = create_app(make_settings(models_file, fail_fast=True))
-    with LiveServer(app) as server, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            yield server, page
-        finally:
-            browser.close()
-
-
-def _open(page, server) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(server.url + "/")
-    expect(page.locator("#model option")).to_have_count(2)
-
-
-def _dispatch_until(page, condition, timeout_s: float = 30) -> None:
-    """Let Playwright deliver its events (route handlers run on this thread) until `condition()`
-    holds; fail after `timeout_s`. A check of the condition each time, not a guess at a delay."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "the page did not get there in time"
-        page.wait_for_timeout(20)
-
-
-SIZE = "img => [img.naturalWidth, img.naturalHeight]"
+from tests.service.browser import SIZE, dispatch_until, open_page, show_page
+from tests.service.conftest import (
+    BUNDLED_DIR,
+    encode,
+    export_without_weights,
+    random_image,
+    reference_predictor,
+    write_models,
+)
 
 
 def test_dropping_an_image_shows_the_overlay_and_legend(models_file, checkpoints, tmp_path):
@@ -79,8 +29,8 @@ def test_dropping_an_image_shows_the_overlay_and_legend(models_file, checkpoints
     picture = tmp_path / "photo.png"
     picture.write_bytes(encode(rgb))
     expected_classes = np.unique(reference_predictor(checkpoints, "tiny-32").predict(rgb))
-    with _page(models_file) as (server, page):
-        _open(page, server)
+    with open_page(models_file) as (server, page):
+        show_page(page, server)
         page.select_option("#model", "tiny-32")
         page.set_input_files("#file", str(picture))
         expect(page.locator("#overlay")).to_be_visible(timeout=30_000)
@@ -101,8 +51,8 @@ def test_only_the_latest_request_is_shown_and_an_error_clears_the_result(models_
     (tmp_path / "first.png").write_bytes(encode(first))
     (tmp_path / "second.png").write_bytes(encode(second))
     second_classes = np.unique(reference_predictor(checkpoints, "tiny-16").predict(second))
-    with _page(models_file) as (server, page):
-        _open(page, server)
+    with open_page(models_file) as (server, page):
+        show_page(page, server)
         held = []  # /segment requests, answered when the test says so
 
         def hold(route):
@@ -110,9 +60,9 @@ def test_only_the_latest_request_is_shown_and_an_error_clears_the_result(models_
 
         page.route("**/segment", hold)
         page.set_input_files("#file", str(tmp_path / "first.png"))
-        _dispatch_until(page, lambda: len(held) == 1)
+        dispatch_until(page, lambda: len(held) == 1)
         page.set_input_files("#file", str(tmp_path / "second.png"))
-        _dispatch_until(page, lambda: len(held) == 2)
+        dispatch_until(page, lambda: len(held) == 2)
         held[1].continue_()  # the second image's answer arrives first...
         overlay = page.locator("#overlay")
         expect(overlay).to_be_visible(timeout=30_000)
@@ -135,7 +85,7 @@ def test_the_api_docs_render_with_no_network(models_file):
     """/docs loads Swagger UI from the service itself: with every other host blocked it still renders."""
     from playwright.sync_api import expect
 
-    with _page(models_file) as (server, page):
+    with open_page(models_file) as (server, page):
         blocked = []
 
         def only_the_service(route):
@@ -157,8 +107,8 @@ def test_clicking_the_result_shows_where_that_patch_attends(models_file, tmp_pat
 
     (tmp_path / "photo.png").write_bytes(encode(random_image(96, 128, seed=23)))
     (tmp_path / "next.png").write_bytes(encode(random_image(80, 80, seed=24)))
-    with _page(models_file) as (server, page):
-        _open(page, server)
+    with open_page(models_file) as (server, page):
+        show_page(page, server)
         expect(page.locator("#layer option")).to_have_count(2)  # tiny-16: 2 encoder layers
         page.set_input_files("#file", str(tmp_path / "photo.png"))
         overlay = page.locator("#overlay")
@@ -173,3 +123,32 @@ def test_clicking_the_result_shows_where_that_patch_attends(models_file, tmp_pat
         expect(page.locator("#attention-status")).to_contain_text("pixel (")
         page.set_input_files("#file", str(tmp_path / "next.png"))  # a new image: the old maps go
         expect(attention).to_be_hidden()
+
+
+def test_attention_on_an_exported_model_and_a_failed_click_says_why(tmp_path):
+    """The demo int8 export (what `make serve` serves) offers attention maps, drawn from its source
+    weights; a click whose request fails says so; an export without its weights says why, no controls."""
+    from playwright.sync_api import expect
+
+    int8 = {"backend": "openvino", "precision": "int8"}
+    models_file = write_models(tmp_path, [
+        {"name": "demo", "checkpoint": str(BUNDLED_DIR / "demo-seg-t16-int8"), **int8},
+        {"name": "moved", "checkpoint": str(export_without_weights(tmp_path, "../gone/demo-seg-t16")), **int8}])
+    (tmp_path / "photo.png").write_bytes(encode(random_image(96, 128, seed=25)))
+    with open_page(models_file) as (server, page):
+        show_page(page, server)
+        expect(page.locator("#layer option")).to_have_count(4)  # demo-seg-t16's encoder layers, from /models
+        page.set_input_files("#file", str(tmp_path / "photo.png"))
+        overlay, attention = page.locator("#overlay"), page.locator("#attention")
+        expect(overlay).to_be_visible(timeout=30_000)
+        with page.expect_response("**/attention") as answer:
+            overlay.click(position={"x": 20, "y": 30})
+        assert answer.value.status == 200
+        expect(attention).to_be_visible(timeout=30_000)
+        page.route("**/attention", lambda route: route.abort())  # the next click's request fails
+        overlay.click(position={"x": 60, "y": 30})
+        expect(page.locator("#attention-status")).to_contain_text("the attention request failed")
+        expect(attention).to_be_hidden()  # not the previous click's maps, as if they were this one's
+        page.select_option("#model", "moved")
+        expect(page.locator("#attention-controls")).to_be_hidden()
+        expect(page.locator("#attention-unavailable")).to_contain_text("'moved' was exported without its PyTorch")
