@@ -62,6 +62,7 @@ class RayJob:
     precision: str = "fp32"
     batch_size: int = 4  # windows per forward pass
     max_windows: int | None = None
+    blend: str = "uniform"  # how overlapping windows are averaged (model.inference.BLENDS)
     actors: int = 2
     gpus_per_actor: float = 0.0
     images_per_batch: int = 4  # rows an actor receives at once: their windows run together
@@ -109,7 +110,7 @@ class SegmentActor:
                                   "device on its node: install a CUDA build of torch there")
         device = "cuda" if job.gpus_per_actor > 0 else "cpu"
         self.predictor = Predictor(load_segmenter(job.checkpoint), device=device, precision=job.precision,
-                                   batch_size=job.batch_size, max_windows=job.max_windows)
+                                   batch_size=job.batch_size, max_windows=job.max_windows, blend=job.blend)
         self.image_job = job.image_job(self.predictor.metadata)
         self.reader = Reader(filesystem_uri)
         self.output = Output(job.out)

@@ -141,3 +141,15 @@ def test_attention_writes_a_grid_per_request(tmp_path, checkpoint, rng, capsys):
                  "--layer", "0", "--class", "zebra", "--out", str(tmp_path / "out")]) == 2
     assert "unknown class 'zebra'" in capsys.readouterr().err
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "photo.png")), rgb)  # input untouched
+
+
+def test_predict_blend_writes_the_blended_masks(tmp_path, checkpoint, rng):
+    paths = write_images(tmp_path / "images", rng, [(64, 150)])  # three overlapping 64-px windows
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "images"), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--blend", "linear", "--scale", "none"]) == 0
+    rgb = np.asarray(Image.open(paths[0]).convert("RGB"))
+    net = load_segmenter(checkpoint)
+    expected = Predictor(net, blend="linear").predict(rgb, scale="none")
+    assert not np.array_equal(Predictor(net).predict(rgb, scale="none"), expected), "the blend must matter here"
+    np.testing.assert_array_equal(np.asarray(Image.open(out / f"{paths[0].stem}.png")), expected)

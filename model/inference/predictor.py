@@ -37,7 +37,7 @@ from model.inference.cost import (
 )
 from model.inference.forward import TorchForward, WindowForward
 from model.inference.resize import resize_uint8
-from model.inference.sliding_window import run_windows
+from model.inference.sliding_window import check_blend, run_windows
 from model.inference.window_plan import StopCheck, WindowPlan, plan_windows
 from model.metadata import ModelMetadata
 from model.modeling.segmenter import Segmenter
@@ -84,6 +84,9 @@ class Predictor:
             or TensorRT runner); `net` may then be None (pass `metadata=`).
         max_windows: refuse (TooManyWindows, before any work) images that need more windows;
             None for no limit. See `model.inference.cost`.
+        blend: how overlapping windows are averaged: "uniform" (the paper's protocol), or
+            "linear"/"gaussian", which fade each window toward its borders (fewer seams;
+            docs/benchmarks.md: Seams).
     Raises:
         ValueError for a window/stride that cannot be planned, an unknown precision, or a
         missing model or metadata.
@@ -100,6 +103,7 @@ class Predictor:
         metadata: ModelMetadata | None = None,
         forward: WindowForward | None = None,
         max_windows: int | None = DEFAULT_MAX_WINDOWS,
+        blend: str = "uniform",
     ) -> None:
         if net is None and forward is None:
             raise ValueError("Predictor needs a model (net=) or a WindowForward (forward=)")
@@ -117,6 +121,7 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.max_windows = max_windows
+        self.blend = check_blend(blend)
         self.upscale = metadata.protocol == "official"  # mmseg: small views run as smaller windows
         self.forward = forward if forward is not None else TorchForward(net, self.device, precision)
         self.num_classes = metadata.num_classes
@@ -175,7 +180,7 @@ class Predictor:
         with torch.inference_mode():
             image = self.to_tensor(resize_uint8(rgb, size))  # on 8-bit pixels, as the reference pipelines
             return plan_windows(image, self.window_size, self.window_stride, scales, flips, should_stop, self.upscale,
-                                output_size=rgb.shape[:2])
+                                output_size=rgb.shape[:2], blend=self.blend)
 
     def forward_windows(self, crops: torch.Tensor) -> torch.Tensor:
         """N×3×h×w normalized crops -> N×C×h×w float32 logits, `batch_size` at a time."""

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from model.inference.cost import scaled_size, view_geometry
-from model.inference.sliding_window import Anchor, merge_windows, tile_windows
+from model.inference.sliding_window import Anchor, check_blend, merge_windows, tile_windows
 
 StopCheck = Callable[[], bool]
 # Output rows resized at once: enough for vectorised work, little memory (C×rows×W floats).
@@ -69,6 +69,7 @@ class WindowPlan:
     groups: tuple[torch.Tensor, ...]  # per window shape: N×3×h×w float, normalized, views in order
     views: tuple[View, ...]
     image_size: tuple[int, int]  # (H, W) of the input image: the size of the answer
+    blend: str = "uniform"  # how overlapping windows are averaged (`merge_windows`)
 
     @property
     def num_windows(self) -> int:
@@ -87,7 +88,7 @@ class WindowPlan:
 
     def merged(self, view: View, logits: Sequence[torch.Tensor]) -> torch.Tensor:
         """One view's window logits averaged into C×h×w at the view's size."""
-        return merge_windows(logits[view.group][view.start : view.stop], view.anchors, view.size)
+        return merge_windows(logits[view.group][view.start : view.stop], view.anchors, view.size, self.blend)
 
     def view_logits(self, view: View, logits: Logits) -> torch.Tensor:
         """One view's logits as C×H×W at the input size (mirrored back if the view was flipped)."""
@@ -243,19 +244,22 @@ def plan_windows(
     should_stop: StopCheck | None = None,
     upscale: bool = True,
     output_size: tuple[int, int] | None = None,
+    blend: str = "uniform",
 ) -> WindowPlan:
     """Tile every view (scale × flip) of one normalized 1×3×H×W image into windows.
 
     Per view: mirror (if flipped), resize by the scale, then as the official code upscale so the
     short side reaches the window (`upscale`), or as mmseg use smaller windows on a smaller
     view; tile every `stride` pixels. `output_size`: the size of the answer, when `image` was
-    resized from the original (the test scale); default its own size.
+    resized from the original (the test scale); default its own size. `blend`: how the merge
+    averages overlapping windows (`merge_windows`).
     `model.inference.cost` computes the same geometry from the size alone.
     """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"plan_windows takes one 1×3×H×W image, got shape {tuple(image.shape)}")
     if not scales or not flips:
         raise ValueError("plan_windows needs at least one scale and one flip setting")
+    check_blend(blend)
     height, width = image.shape[-2:]
     crops: dict[tuple[int, int], list[torch.Tensor]] = {}  # window shape -> its views' crops
     views = []
@@ -275,4 +279,5 @@ def plan_windows(
             group.append(view_crops)
             views.append(View(scale, flip, size, win, list(crops).index(win), start, start + len(view_crops),
                               tuple(anchors)))
-    return WindowPlan(tuple(torch.cat(c) for c in crops.values()), tuple(views), output_size or (height, width))
+    return WindowPlan(tuple(torch.cat(c) for c in crops.values()), tuple(views), output_size or (height, width),
+                      blend)

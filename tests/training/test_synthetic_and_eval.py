@@ -89,3 +89,24 @@ def test_eval_refuses_a_class_count_mismatch(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--dataset", "custom", "--data-root", str(root),
                  "--device", "cpu"]) == 2
     assert "predicts 3 classes but custom has 5" in capsys.readouterr().err
+
+
+def test_segmenter_eval_blend_scores_the_blended_merge(tmp_path):
+    """`--blend linear`: the score of `Predictor(blend="linear")`'s masks, on images needing
+    overlapping windows (100 px, 64-px windows)."""
+    root = synthetic.write_dataset(tmp_path / "data", train=1, val=2, size=100, seed=3)
+    torch.manual_seed(0)
+    net = build_segmenter("Seg-T/16", num_classes=5, image_size=64, embed_dim=64, depth=2, num_heads=1)
+    net.metadata = ModelMetadata.for_classes(synthetic.CLASSES, window_size=64)
+    save_checkpoint(net, tmp_path / "ckpt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--dataset", "custom", "--data-root", str(root),
+                 "--scale", "none", "--device", "cpu", "--blend", "linear", "--out", str(tmp_path / "eval")]) == 0
+    reported = json.loads((tmp_path / "eval" / "scores.json").read_text())
+    scores = {blend: ConfusionMatrix(5) for blend in ("uniform", "linear")}
+    for i in range(2):
+        rgb = np.asarray(Image.open(root / f"images/val/{i:05d}.png").convert("RGB"))
+        label = torch.from_numpy(np.asarray(Image.open(root / f"masks/val/{i:05d}.png")).astype(np.int64))
+        for blend, cm in scores.items():
+            cm.update(torch.from_numpy(Predictor(net, blend=blend).predict(rgb, scale="none").astype(np.int64)), label)
+    assert reported["miou"] == scores["linear"].compute().miou
+    assert reported["miou"] != scores["uniform"].compute().miou, "the blend must change these masks"
