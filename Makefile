@@ -4,15 +4,27 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
+# PyPI's torch is the CUDA build: with the package, .venv takes ~6 GB, 4.1 GB of it NVIDIA
+# libraries and triton (measured: `du -sh .venv`). `CPU=1` takes PyTorch's CPU build from its own
+# index instead (needs download.pytorch.org), for machines without an NVIDIA GPU.
+TORCH_INDEX := $(if $(CPU),--index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install serve test lint bench docker-test soak clean
+.PHONY: install runtime serve test lint bench docker-test soak clean
 
-install: $(VENV)/.installed
+# Everything: the service, the tests and the benchmarks (+ MMSegmentation, Ray...: ~7.5 GB).
+install: $(VENV)/.installed-dev
+# The package alone: what `make serve` needs.
+runtime: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@echo "Installing into $(VENV): torch ($(if $(CPU),CPU build,CUDA build: ~6 GB with the package; CPU=1 for the CPU build)), then the package"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(TORCH) $(TORCH_INDEX)
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -20,8 +32,9 @@ $(VENV)/.installed: pyproject.toml
 # worker (models/demo.yaml runs two), two preprocessing threads. docs/benchmarks.md has the figures.
 CPU_SERVICE_ENV := MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 SEGMENTER_TORCH_THREADS=1 SEGMENTER_PREPROCESS_THREADS=2
 
-# The service on this machine with the bundled demo models: http://127.0.0.1:8000 (web page at /)
-serve: install
+# The service on this machine with the bundled demo models: http://127.0.0.1:8000 (web page at /).
+# `make serve HOST=0.0.0.0 PORT=8080` to listen elsewhere; SEGMENTER_MODELS=file.yaml for other models.
+serve: runtime
 	$(CPU_SERVICE_ENV) $(BIN)/segmenter serve --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8000)
 
 lint: install
