@@ -128,7 +128,7 @@ def main() -> None:
                                                                                    Path(tmp) / "ort8"))),
                 "OpenVINO fp32": OpenVinoRunner(exported.onnx_path, "fp32"),
                 "OpenVINO bf16": OpenVinoRunner(exported.onnx_path, "bf16"),
-                "OpenVINO int8 (NNCF, bf16 elsewhere)": OpenVinoRunner(quantize_int8(exported, windows), "bf16"),
+                "OpenVINO int8 (NNCF; other layers bf16)": OpenVinoRunner(quantize_int8(exported, windows), "bf16"),
             }
             if args.authors_code and name not in DEMOS:
                 reimpl = OfficialSegmenter(official_kwargs(name, 150))

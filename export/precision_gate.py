@@ -35,7 +35,7 @@ MAX_MIOU_DROP = 0.5  # mIoU points (0..100)
 @dataclass(frozen=True)
 class GateReport:
     precision: str
-    candidate: str  # what ran, e.g. "OpenVINO int8 (bf16 elsewhere)"
+    candidate: str  # what ran, e.g. "OpenVINO int8 (NNCF-quantized ..., other layers in bf16)"
     scenes: int
     scenes_kind: str  # "labelled images" or "synthetic scenes"
     pixel_agreement: float  # over all pixels of the scenes

@@ -59,6 +59,8 @@ def test_int8_of_a_trained_model_passes_its_gate_and_is_recorded(int8_export):
     assert exported.precisions["int8"]["gate"]["passed"] is True
     assert json.loads((folder / "gate_int8.json").read_text())["pixel_agreement"] == report.pixel_agreement
     assert inference in ("bf16", "fp32")
+    # The label says what is int8 and what is not (it read "int8 (bf16 elsewhere)": issue 27).
+    assert report.candidate.endswith(f"other layers in {inference})") and "NNCF-quantized" in report.candidate
 
 
 def test_a_damaged_model_fails_the_gate_and_leaves_nothing_to_serve(tmp_path, data):
