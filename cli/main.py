@@ -60,18 +60,40 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader that went away (`| head`) is handled below
         return code
-    except BrokenPipeError:
-        return _stdout_closed()
+    except BrokenPipeError as exc:
+        if _reader_gone():
+            return _stdout_closed()
+        error: BaseException = exc  # another pipe broke (a socket, a subprocess): reported as any error
     except user_errors() as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}\n(run with `segmenter --debug ...` for the traceback)", file=sys.stderr)
-        return 2
+        error = exc
     except KeyboardInterrupt as exc:  # Ctrl-C: what a shell reports, no traceback (`segmenter train`
         if args.debug:                # stops cleanly on the first one; this is its second)
             raise
         print(f"\n{exc or 'interrupted'}", file=sys.stderr)
         return 130
+    if args.debug:
+        raise error
+    print(f"error: {error}\n(run with `segmenter --debug ...` for the traceback)", file=sys.stderr)
+    return 2
+
+
+def _reader_gone() -> bool:
+    """Whether our stdout is a pipe whose reader went away (not another pipe that broke): output
+    that can no longer be flushed, or a pipe the kernel reports in error."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or a stdout without a descriptor
+        return False
 
 
 def _stdout_closed() -> int:

@@ -124,6 +124,9 @@ def segment_options(args: argparse.Namespace):
 def run_predict(args: argparse.Namespace) -> int:
     old_ray_flags(args)
     outputs, options = chosen_outputs(args), segment_options(args)  # checked once, before any loading
+    if args.overlay_format is not None and "overlay" not in outputs:
+        raise PredictOptionError(f"--overlay-format {args.overlay_format} applies to overlays, but --output is "
+                                 f"{','.join(outputs)}; add overlay to --output, or drop --overlay-format")
     if args.engine == "ray":
         return run_predict_ray(args, outputs, options)
     given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]

@@ -43,7 +43,11 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Palette, alpha: float 
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
-    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"overlay takes an H×W×3 uint8 RGB image, got {image.dtype} of shape {image.shape}")
+    if image.size == 0:
+        return image.copy()
+    image = np.ascontiguousarray(image)
     small = mask.dtype == np.uint8 and len(palette) <= 256  # what cv2.LUT takes: 8-bit ids
     if small:
         table = np.zeros((256, 1, 3), np.uint8)
@@ -56,7 +60,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Palette, alpha: float 
     blended = cv2.addWeighted(image, 1.0 - alpha, colours, alpha, 0.0)
     if len(transparent):
         keep = np.zeros(max(256, len(palette), int(mask.max(initial=0)) + 1), dtype=np.uint8)
-        keep[np.asarray(transparent)] = 1
+        keep[[t for t in transparent if 0 <= t < len(keep)]] = 1  # an id beyond them is in no pixel
         kept = cv2.LUT(mask, keep[:256]) if small else keep[mask]  # 1 where the photo shows through
         cv2.copyTo(image, kept, blended)
     return blended

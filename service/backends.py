@@ -24,7 +24,7 @@ from export import (
     ort_providers,
     read_exported,
 )
-from model import CheckpointError, Predictor, SegmenterConfig, SegmenterError, load_segmenter
+from model import CheckpointError, Predictor, SegmenterConfig, SegmenterError, ZooError, load_segmenter
 from model.devices import DeviceError, placing
 from model.resolve import ZOO_PREFIX, exported_source, resolve_checkpoint
 from service.model_specs import ModelSpec
@@ -37,7 +37,18 @@ class ModelLoadError(SegmenterError, RuntimeError):
 
 
 class AttentionUnavailable(SegmenterError, ValueError):
-    """A served model cannot draw attention maps; the message names it, says why and the fix."""
+    """A served model cannot draw attention maps; the message names it, says why and the fix.
+    `retry_after`: seconds after which a transient failure (network, GPU memory) is tried again;
+    None when retrying cannot help until the files change."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# After a load that failed for a reason that may pass (a zoo download, a full GPU), requests are
+# answered from the failure for this long before the next try: no download per request.
+RETRY_LOAD_AFTER_S = 30.0
 
 
 class AttentionModel:
@@ -54,6 +65,7 @@ class AttentionModel:
         self.spec, self.config, self.source, self.reason = spec, config, source, reason
         self._predictor, self._windows = predictor, windows or {}
         self.lock = threading.Lock()  # held while the weights load, so concurrent first requests load once
+        self._failed: tuple[float, AttentionUnavailable] | None = None  # (when, why) the last transient failure
 
     @property
     def available(self) -> bool:
@@ -67,18 +79,42 @@ class AttentionModel:
                 raise AttentionUnavailable(self.reason)
             with self.lock:
                 if self._predictor is None:
-                    self._predictor = self._load()
+                    self._predictor = self._load_once()
         return self._predictor
+
+    def _load_once(self) -> Predictor:
+        """`_load`, remembering why it failed: for good when only new files can help (a
+        checkpoint that does not read or no longer matches the export), else for
+        RETRY_LOAD_AFTER_S (answered 503 with Retry-After meanwhile)."""
+        if self._failed is not None:
+            when, failure = self._failed
+            left = RETRY_LOAD_AFTER_S - (time.monotonic() - when)
+            if left > 0:
+                raise AttentionUnavailable(str(failure), retry_after=left)
+        try:
+            return self._load()
+        except AttentionUnavailable as exc:
+            if exc.retry_after is None:
+                self.reason = str(exc)
+            else:
+                self._failed = (time.monotonic(), exc)
+            raise
 
     def _load(self) -> Predictor:
         name, started = self.spec.name, time.perf_counter()
+        loads = f"model {name!r}: the PyTorch weights it was exported from ({self.source}), which attention maps need,"
         try:
             net = load_segmenter(self.source)
             with placing(self.spec.device, "device: {}"):  # out of GPU memory: a DeviceError
                 predictor = Predictor(net, device=self.spec.device, **self._windows)
-        except (SegmenterError, OSError) as exc:  # a checkpoint gone since start, a zoo fetch failing...
-            raise AttentionUnavailable(f"model {name!r}: the PyTorch weights it was exported from ({self.source}), "
-                                       f"which attention maps need, do not load: {exc}") from exc
+        except (OSError, DeviceError, ZooError) as exc:  # a file system, network or GPU problem: may pass
+            raise AttentionUnavailable(f"{loads} do not load now: {exc}", retry_after=RETRY_LOAD_AFTER_S) from exc
+        except SegmenterError as exc:  # the checkpoint itself does not read: new files are needed
+            raise AttentionUnavailable(f"{loads} do not load: {exc}") from exc
+        if self.config is not None and net.config != self.config:
+            raise AttentionUnavailable(f"{loads} are no longer those of the export: their architecture differs "
+                                       "(the checkpoint changed since); export it again, or serve it with "
+                                       "backend: torch")
         log.info("model %s: loaded its PyTorch weights from %s for attention maps in %.1f s", name, self.source,
                  time.perf_counter() - started)
         return predictor
@@ -147,7 +183,8 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
         # One OpenVINO stream per batch in flight: they run at once, sharing the cores.
         runner = OpenVinoRunner(graph, inference, streams=spec.batches_in_flight)
         predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
-        detail = f"openvino {spec.precision}" + (f" ({inference} elsewhere)" if spec.precision == "int8" else "")
+        int8 = f" (NNCF-quantized matrix multiplies and convolutions, other layers in {inference})"
+        detail = f"openvino {spec.precision}" + (int8 if spec.precision == "int8" else "")
         return LoadedModel(spec, predictor, exported.config.get("patch_size"), detail, attention)
     ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
     # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.

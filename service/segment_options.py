@@ -12,6 +12,7 @@ from model import ModelMetadata
 from model.options import SegmentOptions
 from model.outputs import FORMAT_MEDIA_TYPES, IMAGE_OUTPUTS, OUTPUT_FORMATS, RenderOptions
 from service.errors import ServiceError
+from service.negotiation import preferred
 
 Output = Literal[IMAGE_OUTPUTS]  # mask, overlay, json, confidence
 
@@ -41,8 +42,8 @@ _ONLY_PNG = {"mask": "the class ids", "confidence": "the probabilities"}
 
 def answer_format(options: SegmentForm, accept: str | None) -> str:
     """The encoding of the answer (a key of FORMAT_MEDIA_TYPES): `format` if given (a 422 when the
-    output cannot have it), else the one the `Accept` header prefers among those the output can
-    have, else the output's default; a 406 naming them when Accept allows none."""
+    output cannot have it), else, for an output with several (overlay), the one the `Accept`
+    header prefers (a 406 naming them when it allows none), else the output's default."""
     allowed = OUTPUT_FORMATS[options.output]
     if options.format is not None and options.format not in allowed:
         if options.output == "json":
@@ -55,47 +56,18 @@ def answer_format(options: SegmentForm, accept: str | None) -> str:
         raise ServiceError(422, "invalid_parameters", f"format: {problem}")
     if options.format is not None:
         return options.format
-    if not accept or not accept.strip():
+    if len(allowed) == 1 or not accept or not accept.strip():
+        # One encoding only (mask, confidence, json): Accept is not consulted, as before it picked
+        # overlays' (RFC 9110 lets a server disregard it): `Accept: application/json` clients still
+        # get their mask.
         return allowed[0]
     best = preferred(accept, [FORMAT_MEDIA_TYPES[f] for f in allowed])
     if best is None:
         produced = ", ".join(FORMAT_MEDIA_TYPES[f] for f in allowed)
         raise ServiceError(406, "not_acceptable", f"Accept: {accept} allows none of what output={options.output} "
                            f"can be: {produced}; accept one of them (or */*)"
-                           + (", or choose with format=" if len(allowed) > 1 else ""))
+                           + ", or choose with format=")
     return allowed[[FORMAT_MEDIA_TYPES[f] for f in allowed].index(best)]
-
-
-def preferred(accept: str, offered: list[str]) -> str | None:
-    """The media type of `offered` (the server's order of preference) that an Accept header
-    prefers: highest q of its most specific matching range; at equal q, a type the header names
-    beats one only a wildcard covers, then the header's order, then the server's. None: q=0 for all."""
-    ranges = []  # (type, subtype, q)
-    for item in accept.split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        if "/" not in media:
-            continue
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = min(max(float(value), 0.0), 1.0)
-                except ValueError:
-                    q = 0.0  # a malformed weight allows nothing
-        kind, subtype = (x.strip().lower() for x in media.split("/", 1))
-        ranges.append((kind, subtype, q))
-    scored = []
-    for rank, media in enumerate(offered):
-        kind, subtype = media.split("/")
-        matches = [(2 if (k, s) == (kind, subtype) else 1 if (k, s) == (kind, "*") else 0, -position, q)
-                   for position, (k, s, q) in enumerate(ranges)
-                   if (k, s) in ((kind, subtype), (kind, "*"), ("*", "*"))]
-        if matches:
-            specificity, position, q = max(matches)  # the most specific range decides
-            if q > 0:
-                scored.append((q, specificity, position, -rank, media))
-    return max(scored)[-1] if scored else None
 
 
 def selected_classes(text: str, metadata: ModelMetadata) -> tuple[int, ...]:

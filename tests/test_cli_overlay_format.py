@@ -34,3 +34,12 @@ def test_an_unknown_overlay_format_is_refused_naming_the_valid_ones(capsys):
     error = capsys.readouterr().err
     assert exited.value.code == 2 and "--overlay-format" in error and "'gif'" in error
     assert "'png', 'jpeg', 'webp'" in error
+
+
+def test_an_overlay_format_without_an_overlay_is_an_error_naming_both(tmp_path, capsys):
+    from cli.main import main
+
+    assert main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                 "--output", "mask", "--overlay-format", "jpeg"]) == 2
+    err = capsys.readouterr().err
+    assert "--overlay-format jpeg applies to overlays" in err and "--output is mask" in err

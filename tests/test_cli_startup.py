@@ -105,3 +105,32 @@ def test_every_public_name_still_imports(package):
     module = importlib.import_module(package)
     missing = [name for name in module.__all__ if not hasattr(module, name)]
     assert not missing and set(module.__all__) <= set(dir(module))
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_reported(monkeypatch, capsys):
+    """Only our reader going away ends quietly: a socket or subprocess pipe that breaks inside a
+    command is an error with its message (exit 2), not a silent 141."""
+    import argparse
+
+    from cli import main as cli_main
+
+    def command(_args):
+        raise BrokenPipeError(32, "Broken pipe (the weights server hung up)")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=command, debug=False)
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    assert cli_main.main([]) == 2
+    assert "the weights server hung up" in capsys.readouterr().err
+
+
+def test_submodules_are_attributes_after_a_plain_import():
+    """`import model.inference` then `model.inference.sliding_window`, as before the names became
+    lazy; and dir() lists the public modules. In a fresh interpreter: nothing imported yet."""
+    code = ("import model, model.inference\n"
+            "assert model.inference.sliding_window.merge_windows is model.inference.merge_windows\n"
+            "assert model.inference.window_logits.LogitsGrid\n"
+            "assert 'zoo' in dir(model) and 'window_plan' in dir(model.inference)\n"
+            "assert model.zoo.ZooError is model.ZooError\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

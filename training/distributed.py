@@ -35,6 +35,11 @@ def resolve_device(device: str, local_rank: int, world_size: int, spelled: str =
         return torch.device("cpu")
     if device == "cuda":
         index = local_rank
+        count = torch.cuda.device_count()
+        if index >= count:  # more processes than GPUs: each needs its own
+            raise DeviceError(f"{spelled.format(device)}: process {local_rank} of this host takes cuda:{local_rank}, "
+                              f"but the host has {count} GPU(s) (cuda:0..cuda:{count - 1}); start at most {count} "
+                              "processes per host (torchrun --nproc_per_node)")
     else:
         if world_size > 1:
             raise DeviceError(f"{spelled.format(device)} names one GPU, but torchrun started {world_size} processes; "

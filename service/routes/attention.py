@@ -120,6 +120,9 @@ def _attention(served, data: bytes, options: AttentionOptions, max_pixels: int) 
     try:
         predictor = served.loaded.attention.predictor()  # an exported graph's PyTorch weights: loaded once, here
     except AttentionUnavailable as exc:
+        if exc.retry_after is not None:  # a download or a full GPU: may pass, try again later
+            raise ServiceError(503, "attention_unavailable", str(exc),
+                               {"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
         raise ServiceError(422, "attention_unavailable", str(exc)) from exc
     try:
         result = image_attention(predictor, rgb, options.layer, part, pixel, class_id, options.scale)

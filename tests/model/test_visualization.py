@@ -93,3 +93,12 @@ def test_overlay_is_the_blend_rounded_and_keeps_transparent_pixels(alpha):
     np.testing.assert_array_equal(overlay(image, mask.astype(np.uint16), palette, alpha, transparent=(0, 3)), got)
     with pytest.raises(ValueError, match="class id 4 but the palette has 4 colours"):
         overlay(image, mask, palette[:4], alpha)
+
+
+def test_overlay_refuses_what_is_not_8_bit_rgb_and_handles_edges():
+    mask = np.zeros((4, 5), np.uint8)
+    with pytest.raises(ValueError, match="uint8 RGB image, got uint16"):
+        overlay(np.zeros((4, 5, 3), np.uint16), mask, [(1, 2, 3)])
+    assert overlay(np.zeros((0, 5, 3), np.uint8), np.zeros((0, 5), np.uint8), [(1, 2, 3)]).shape == (0, 5, 3)
+    image = np.full((4, 5, 3), 9, np.uint8)
+    np.testing.assert_array_equal(overlay(image, mask, [(1, 2, 3)], 0.5, transparent=(0, 300)), image)

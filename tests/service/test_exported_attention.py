@@ -159,3 +159,49 @@ def test_concurrent_first_attention_requests_load_the_weights_once(monkeypatch):
     assert first.status_code == second.status_code == 200, (first.text, second.text)
     assert first.json() == second.json()
     assert len(loads) == 1
+
+
+def test_a_transient_load_failure_is_a_503_and_is_not_retried_at_once(monkeypatch):
+    """A download or a full GPU may pass: 503 with Retry-After, and the next requests are answered
+    from that failure (no download per request) until RETRY_LOAD_AFTER_S has passed."""
+    loads, now = [], [1000.0]
+
+    def failing(source):
+        loads.append(source)
+        raise OSError("the network is down")
+
+    monkeypatch.setattr(backends, "load_segmenter", failing)
+    monkeypatch.setattr(backends.time, "monotonic", lambda: now[0])
+    client = started_client(create_app(Settings(warmup=False)))
+    try:
+        for _ in range(2):
+            response = _attention(client, "accurate", layer=0, pixel="5,5")
+            assert response.status_code == 503, response.text
+            assert "the network is down" in response.json()["error"]["message"]
+            assert int(response.headers["retry-after"]) >= 1
+        assert len(loads) == 1
+        now[0] += backends.RETRY_LOAD_AFTER_S + 1
+        assert _attention(client, "accurate", layer=0, pixel="5,5").status_code == 503
+        assert len(loads) == 2  # tried again once the wait was over
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_weights_that_no_longer_match_the_export_are_refused_for_good(monkeypatch):
+    """The checkpoint an export names was replaced by another architecture: its maps would not
+    be the served model's. A 422 saying so, and no second load."""
+    loads = []
+
+    def other_model(source):
+        loads.append(source)
+        return load_segmenter(SOURCES["demo-seg-t32"])  # patch 32, not the export's 16
+
+    monkeypatch.setattr(backends, "load_segmenter", other_model)
+    client = started_client(create_app(Settings(warmup=False)))
+    try:
+        for _ in range(2):
+            response = _attention(client, "accurate", layer=0, pixel="5,5")
+            assert response.status_code == 422 and "architecture differs" in response.json()["error"]["message"]
+        assert len(loads) == 1
+    finally:
+        client.__exit__(None, None, None)

@@ -64,13 +64,24 @@ def test_format_wins_over_accept(client):
 
 @pytest.mark.parametrize(("output", "accept", "can_be"), [
     ("overlay", "text/html", "image/png, image/jpeg, image/webp"),
-    ("mask", "image/jpeg", "image/png"), ("confidence", "image/webp", "image/png"),
-    ("json", "image/png", "application/json"), ("overlay", "image/png;q=0", "image/png, image/jpeg"),
+    ("overlay", "application/json", "image/png, image/jpeg, image/webp"),
+    ("overlay", "image/png;q=0", "image/png, image/jpeg"),
 ])
 def test_an_accept_that_allows_nothing_the_output_can_be_is_a_406_naming_what_it_can(client, output, accept,
                                                                                      can_be):
     message = _problem(_segment(client, accept, output=output), 406)
     assert accept in message and f"output={output}" in message and can_be in message
+
+
+@pytest.mark.parametrize(("output", "accept", "media"), [
+    ("mask", "application/json", "image/png"), ("mask", "image/jpeg", "image/png"),
+    ("confidence", "image/webp", "image/png"), ("json", "image/png", "application/json"),
+])
+def test_an_output_with_one_encoding_ignores_accept(client, output, accept, media):
+    """Only overlays negotiate: a client sending `Accept: application/json` everywhere still gets
+    its mask, as before overlays had a choice (RFC 9110 lets a server disregard Accept)."""
+    response = _segment(client, accept, output=output)
+    assert response.status_code == 200 and response.headers["content-type"] == media
 
 
 def test_an_unknown_format_is_a_422_naming_it_and_the_valid_ones(client):

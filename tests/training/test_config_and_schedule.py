@@ -106,3 +106,5 @@ def test_cuda_n_is_honoured_and_missing_cuda_is_an_error(monkeypatch):
         resolve_device("cuda:2", 0, 1)
     with pytest.raises(ValueError, match="names one GPU"):
         resolve_device("cuda:1", 0, 2)
+    with pytest.raises(ValueError, match=r"process 3 of this host takes cuda:3, but the host has 2 GPU"):
+        resolve_device("cuda", 3, 4)  # more torchrun processes than GPUs
