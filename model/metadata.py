@@ -47,6 +47,9 @@ class ModelMetadata:
             short side is below the window is upscaled to it. "mmseg": it runs as one smaller
             window (and the model resizes patch logits straight to the window's size).
         provenance: free-form facts about where the weights came from (source file, run, date).
+        patch_size, output_resize: how the model's patch-grid logits become pixels (its config's;
+            filled in by `Segmenter` and by exported folders): window forwards return logits on
+            the patch grid, and the merge upsamples them as the model would (`logits_grid`).
     """
 
     class_names: tuple[str, ...]
@@ -59,6 +62,8 @@ class ModelMetadata:
     test_scale: tuple[int, int] | None = None
     protocol: Protocol = "official"
     provenance: dict[str, Any] = field(default_factory=dict)
+    patch_size: int | None = None
+    output_resize: str | None = None  # "upsample_crop" (the authors') | "resize" (mmseg)
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,6 +77,10 @@ class ModelMetadata:
             problems.append(f"test_scale must be [long, short] in pixels or null, got {self.test_scale!r}")
         if self.protocol not in ("official", "mmseg"):
             problems.append(f"protocol must be 'official' or 'mmseg', got {self.protocol!r}")
+        if self.output_resize not in (None, "upsample_crop", "resize"):
+            problems.append(f"output_resize must be 'upsample_crop' or 'resize', got {self.output_resize!r}")
+        if self.patch_size is not None and self.patch_size < 1:
+            problems.append(f"patch_size must be >= 1, got {self.patch_size}")
         if not 0 < self.window_stride <= self.window_size:
             problems.append(
                 f"window_stride must be in 1..window_size ({self.window_size}), got {self.window_stride}"
@@ -82,6 +91,13 @@ class ModelMetadata:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def logits_grid(self):
+        """The `model.logits_grid.LogitsGrid` of this model's window logits."""
+        from model.logits_grid import LogitsGrid  # torch: only when inference needs it
+
+        return LogitsGrid(self.patch_size, self.output_resize or "upsample_crop")
 
     @classmethod
     def for_dataset(

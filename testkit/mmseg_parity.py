@@ -63,7 +63,7 @@ def sliding_difference(reference: torch.nn.Module, ours: Segmenter, rgb: np.ndar
     """Sliding-window logits of one image at its own size (no test scale), relative to mmseg's largest."""
     predictor = Predictor(ours, max_windows=None)
     image = predictor.to_tensor(rgb)
-    plan = plan_windows(image, predictor.window_size, predictor.window_stride, upscale=False)
+    plan = plan_windows(image, predictor.window_size, predictor.window_stride, upscale=False, grid=predictor.grid)
     logits = plan.merged(plan.views[0], predictor.run(plan))
     return relative(logits, mmseg_ref.slide_logits(reference, image))
 

@@ -127,7 +127,9 @@ def read_checkpoint_description(path: str | os.PathLike) -> tuple[SegmenterConfi
         )
     try:
         config = SegmenterConfig.from_dict(description["config"])
-        metadata = ModelMetadata.from_dict(description["metadata"])
+        # The patch grid of the model's window logits, as its config says (older folders lack it).
+        metadata = ModelMetadata.from_dict(description["metadata"]).replace(
+            patch_size=config.patch_size, output_resize=config.output_resize)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{meta_path} is invalid: {exc}") from None
     if metadata.num_classes != config.num_classes:

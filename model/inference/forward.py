@@ -1,8 +1,12 @@
 """The window-forward contract every backend meets, and its PyTorch implementation.
 
-A `WindowForward` is any callable that maps a batch of normalized square windows to logits:
+A `WindowForward` is any callable that maps a batch of normalized windows to logits on the
+model's patch grid (`model.inference.window_logits`: the merge upsamples them as the model would):
 
-    logits = forward(windows)    # B×3×w×w float, normalized  ->  B×C×w×w float logits
+    logits = forward(windows)    # B×3×h×w float, normalized  ->  B×C×ceil(h/p)×ceil(w/p) float logits
+
+Logits at the window's own size (B×C×h×w: a graph exported before, any module that upsamples
+itself) are accepted too.
 
 The torch model (`TorchForward`), the ONNX Runtime and TensorRT runners in `export/` and the
 service's cross-request batcher all take or give one, so the sliding-window code (`run_windows`,
@@ -28,7 +32,8 @@ PRECISIONS: dict[str, torch.dtype] = dict(zip(PRECISION_NAMES, (torch.float32, t
 @runtime_checkable
 class WindowForward(Protocol):
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
-        """B×3×w×w normalized float -> B×C×w×w logits (any float dtype, on any device)."""
+        """B×3×h×w normalized float -> B×C×gh×gw logits on the patch grid, or B×C×h×w (any float
+        dtype, on any device)."""
         ...
 
 
@@ -43,8 +48,9 @@ def precision_dtype(precision: str) -> torch.dtype:
 class TorchForward:
     """A Segmenter (or any B×3×H×W -> B×C×H×W module) as a WindowForward on one device.
 
-    Runs under `torch.inference_mode` and, for fp16/bf16, autocast; the module is moved to the
-    device and put in eval mode once, here.
+    A Segmenter answers on its patch grid (`Segmenter.forward_patches`: no upsampling, 1/p² of
+    the bytes); another module answers as its forward does. Runs under `torch.inference_mode`
+    and, for fp16/bf16, autocast; the module is moved to the device and put in eval mode once, here.
     """
 
     def __init__(self, net: nn.Module, device: str | torch.device = "cpu", precision: str = "fp32") -> None:
@@ -58,5 +64,6 @@ class TorchForward:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        forward = getattr(self.net, "forward_patches", self.net)
         with torch.inference_mode(), self._autocast():
-            return self.net(windows.to(self.device))
+            return forward(windows.to(self.device))

@@ -124,6 +124,11 @@ class Predictor:
         self.blend = check_blend(blend)
         self.upscale = metadata.protocol == "official"  # mmseg: small views run as smaller windows
         self.forward = forward if forward is not None else TorchForward(net, self.device, precision)
+        config = getattr(net, "config", None)
+        if forward is None and config is not None:  # the net's own patch size and last step
+            metadata = self.metadata = metadata.replace(patch_size=config.patch_size,
+                                                        output_resize=config.output_resize)
+        self.grid = metadata.logits_grid  # how window logits become pixels (model.inference.window_logits)
         self.num_classes = metadata.num_classes
         self._mean = torch.tensor(metadata.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(metadata.std, device=self.device).view(1, 3, 1, 1)
@@ -180,10 +185,11 @@ class Predictor:
         with torch.inference_mode():
             image = self.to_tensor(resize_uint8(rgb, size))  # on 8-bit pixels, as the reference pipelines
             return plan_windows(image, self.window_size, self.window_stride, scales, flips, should_stop, self.upscale,
-                                output_size=rgb.shape[:2], blend=self.blend)
+                                output_size=rgb.shape[:2], blend=self.blend, grid=self.grid)
 
     def forward_windows(self, crops: torch.Tensor) -> torch.Tensor:
-        """N×3×h×w normalized crops -> N×C×h×w float32 logits, `batch_size` at a time."""
+        """N×3×h×w normalized crops -> N×C×gh×gw float32 logits on the patch grid (`grid`; or at
+        the window's size, for a forward that upsamples itself), `batch_size` at a time."""
         with torch.inference_mode():
             return run_windows(self.forward, crops, self.batch_size)
 

@@ -10,7 +10,7 @@ anchors every `stride` pixels, the last window flush with the bottom/right borde
 logits summed and divided by how many windows covered each pixel (`blend="uniform"`, the
 paper's protocol). `blend="linear"` or `"gaussian"` instead weights each window's pixels down
 toward its borders, so the answer does not jump where a window's coverage ends: on the demo
-models it removes most of the seam and gains 0.1-1.4 mIoU (docs/benchmarks.md: Seams).
+models it removes most of the seam and gains 0.02-1.4 mIoU (docs/benchmarks.md: Seams).
 """
 
 from __future__ import annotations

@@ -37,6 +37,18 @@ class Segmenter(nn.Module):
         else:
             self.decoder = MaskTransformer(cfg)
 
+    @property
+    def metadata(self) -> ModelMetadata | None:
+        """How to feed the model and read its output; its patch size and output resize always
+        those of this model's config (filled in when metadata is assigned)."""
+        return self.__dict__.get("_metadata")
+
+    @metadata.setter
+    def metadata(self, metadata: ModelMetadata | None) -> None:
+        if metadata is not None:
+            metadata = metadata.replace(patch_size=self.config.patch_size, output_resize=self.config.output_resize)
+        self.__dict__["_metadata"] = metadata
+
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Parameter names that the optimizer should not decay (position, prefix and class tokens)."""
@@ -44,16 +56,25 @@ class Segmenter(nn.Module):
         names |= {f"decoder.{n}" for n in getattr(self.decoder, "no_weight_decay", set)()}
         return names
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: B×3×H×W float, normalized. Returns B×n_cls×H×W float logits."""
+    def forward_patches(self, images: torch.Tensor) -> torch.Tensor:
+        """images: B×3×H×W float, normalized. Returns B×n_cls×ceil(H/p)×ceil(W/p) float logits on
+        the patch grid: the model's answer before its fixed upsampling step (what every window
+        forward returns; `model.inference.window_logits` upsamples rows of it on demand)."""
         height, width = images.shape[-2:]
         ps = self.patch_size
         pad_h, pad_w = (-height) % ps, (-width) % ps
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h))  # zeros right and bottom
         tokens, grid = self.encoder(images)  # B×(h·w)×D
-        masks = self.decoder(tokens, grid)  # B×C×h×w
-        if self.config.output_resize == "resize" and (pad_h or pad_w):
+        return self.decoder(tokens, grid)  # B×C×h×w
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: B×3×H×W float, normalized. Returns B×n_cls×H×W float logits."""
+        height, width = images.shape[-2:]
+        masks = self.forward_patches(images)  # B×C×h×w
+        ps = self.patch_size
+        padded = height % ps or width % ps
+        if self.config.output_resize == "resize" and padded:
             return F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
         masks = upsample_logits(masks, ps)  # B×C×(H+pad_h)×(W+pad_w), bilinear
         return masks[:, :, :height, :width]

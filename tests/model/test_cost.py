@@ -8,7 +8,7 @@ import torch
 
 from cli.main import main
 from model import Cancelled, Predictor, TooManyWindows, save_checkpoint
-from model.inference import estimate_cost, plan_windows, window_plan
+from model.inference import estimate_cost, merge, plan_windows
 from model.inference.cost import rescale_factor, scaled_size
 from tests.conftest import tiny_segmenter
 
@@ -65,14 +65,14 @@ def test_stopping_between_steps_raises_cancelled(tiny_net, rng):
 def test_class_ids_by_strips_equal_the_argmax_of_full_probabilities(rng, size, num_classes, strip_bytes,
                                                                     monkeypatch):
     if strip_bytes:
-        monkeypatch.setattr(window_plan, "_STRIP_BYTES", strip_bytes)
+        monkeypatch.setattr(merge, "STRIP_BYTES", strip_bytes)
     rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     pred = Predictor(tiny_segmenter(seed=3, num_classes=num_classes))
     for multiscale in (False, True):
         plan = pred.prepare(rgb, multiscale)
         logits = pred.run(plan)
         with torch.inference_mode():
-            full = plan.probabilities(logits).argmax(0)  # C×H×W at full size, F.interpolate
+            full = plan.probabilities(logits).argmax(0)  # every class resized, softmax
             strips = plan.class_ids(logits)
         assert (full == strips).float().mean() > 0.999
 

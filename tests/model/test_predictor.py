@@ -37,7 +37,7 @@ def test_normalization_uses_metadata_mean_std(tiny_net):
 
 def view_logits(pred: Predictor, image: torch.Tensor, scale: float = 1.0, flip: bool = False) -> torch.Tensor:
     """Sliding-window logits of one view (scale, flip) of a normalized image, C×H×W at its size."""
-    plan = plan_windows(image, pred.window_size, pred.window_stride, (scale,), (flip,))
+    plan = plan_windows(image, pred.window_size, pred.window_stride, (scale,), (flip,), grid=pred.grid)
     return plan.view_logits(plan.views[0], pred.run(plan))
 
 

@@ -86,7 +86,8 @@ def test_window_plan_gives_the_same_answer_whatever_the_batching():
 
     net = tiny_segmenter(seed=2)
     image = torch.randn(1, 3, 70, 100)
-    plan = plan_windows(image, window=64, stride=40, scales=(0.75, 1.0), flips=(False, True))
+    plan = plan_windows(image, window=64, stride=40, scales=(0.75, 1.0), flips=(False, True),
+                        grid=net.metadata.logits_grid)
     assert plan.num_windows == sum(v.stop - v.start for v in plan.views)
     (crops,) = plan.groups  # the official protocol: every window 64×64, one group
     with torch.inference_mode():
@@ -105,9 +106,9 @@ def test_multiscale_class_ids_compute_no_confidence_map_and_equal_those_with_it(
     H×W float map (it used to compute one and drop it)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    import model.inference.window_plan as window_plan
+    import model.inference.merge as merge
 
-    monkeypatch.setattr(window_plan, "_STRIP_BYTES", 8 * 5 * 90 * 8)  # strips of 8 rows: only a whole map is H×W
+    monkeypatch.setattr(merge, "STRIP_BYTES", 8 * 5 * 90 * 8)  # strips of 8 rows: only a whole map is H×W
 
     class Outputs(TorchDispatchMode):  # every tensor an aten op returns: shape and dtype
         def __init__(self):

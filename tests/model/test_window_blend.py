@@ -10,6 +10,7 @@ import torch
 
 from model import Predictor
 from model.inference import merge_windows, plan_windows, tile_windows
+from model.inference.window_logits import upsample_window_logits
 from tests.conftest import tiny_segmenter
 
 WEIGHTED = ["linear", "gaussian"]
@@ -73,6 +74,8 @@ def test_predictor_blend_changes_only_overlaps(blend):
     assert plan.blend == blend
     logits = blended.run(plan)
     (view,) = plan.views
-    expected = merge_windows(logits[0], view.anchors, view.size, blend).softmax(dim=0)
-    torch.testing.assert_close(torch.as_tensor(blended.probabilities(rgb, scale="none")), expected)
+    pixels = upsample_window_logits(logits[0], view.window, blended.grid)  # the windows at full size
+    expected = merge_windows(pixels, view.anchors, view.size, blend).softmax(dim=0)
+    got = torch.as_tensor(blended.probabilities(rgb, scale="none"))
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(torch.as_tensor(uniform.probabilities(rgb, scale="none")), expected)
