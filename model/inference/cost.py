@@ -90,11 +90,18 @@ class WindowCost:
     image_size: tuple[int, int] = (0, 0)  # (H, W) of the image it was estimated for
 
 
+# What the merge holds besides the window logits (model/inference/merge.py): per view, a band of
+# merged rows (at least this many rows, about MERGE_BYTES), and a strip of output rows.
+MERGE_BYTES = 32 * 2**20
+MERGE_MIN_ROWS = 16
+
+
 def estimate_cost(height: int, width: int, window: int, stride: int, num_classes: int,
                   scales: Sequence[float] = (1.0,), flips: int = 1, factor: float = 1.0,
-                  upscale: bool = True) -> WindowCost:
+                  upscale: bool = True, patch_size: int | None = None) -> WindowCost:
     """The cost of `plan_windows` on an H×W image (flips: 1 plain, 2 with mirrored views;
-    factor: the test-scale rescale made first; upscale: the protocol, see `view_geometry`)."""
+    factor: the test-scale rescale made first; upscale: the protocol, see `view_geometry`;
+    patch_size: window logits are on the patch grid, 1/p² of the window — None: full size)."""
     base = scaled_size(height, width, factor)
     geometry = [view_geometry(*base, window, s, upscale) for s in scales]
     per_view = [windows_along(h, wh, stride) * windows_along(w, ww, stride) for (h, w), (wh, ww) in geometry]
@@ -103,9 +110,20 @@ def estimate_cost(height: int, width: int, window: int, stride: int, num_classes
     floats = 4
     image = height * width * 3 + base[0] * base[1] * 3 * floats  # uint8 decode + the normalized float copy
     window_pixels = flips * sum(n * wh * ww for n, (_, (wh, ww)) in zip(per_view, geometry, strict=True))
-    crops_and_logits = window_pixels * (3 + num_classes) * floats
-    merged = flips * sum(h * w for (h, w), _ in geometry) * (num_classes + 1) * floats  # merged logits + counts
+    logit_cells = flips * sum(n * _cells(wh, patch_size) * _cells(ww, patch_size)
+                              for n, (_, (wh, ww)) in zip(per_view, geometry, strict=True))
+    crops_and_logits = (window_pixels * 3 + logit_cells * num_classes) * floats
+    # The merge: per view a band of merged rows (and their counts), kept while the strips walk it;
+    # one strip of output rows resized (values and softmax); the answer (int64 ids, float confidence).
+    bands = flips * sum(min(h, max(MERGE_MIN_ROWS, MERGE_BYTES // (floats * num_classes * w))) * w
+                        for (h, w), _ in geometry) * (num_classes + 1) * floats
+    strip = 2 * floats * num_classes * width * max(1, MERGE_BYTES // (2 * floats * num_classes * width))
+    merged = bands + min(strip, 2 * floats * num_classes * height * width) + height * width * 12
     return WindowCost(windows, largest, image + crops_and_logits + merged, (height, width))
+
+
+def _cells(side: int, patch_size: int | None) -> int:
+    return side if not patch_size else math.ceil(side / patch_size)
 
 
 def check_windows(cost: WindowCost, limit: int | None, height: int, width: int, multiscale: bool,

@@ -143,8 +143,11 @@ class Predictor:
              scale: Scale = None) -> WindowCost:
         """Windows and memory an H×W image needs, from its size alone (nothing is computed)."""
         scales, flips = self._views(multiscale, scales)
+        # Window logits on the patch grid, unless the forward says it answers at full size (a
+        # graph exported before the patch-grid contract sets `patch_grid = False`).
+        patch = self.grid.patch_size if getattr(self.forward, "patch_grid", True) else None
         return estimate_cost(height, width, self.window_size, self.window_stride, self.num_classes, scales,
-                             len(flips), self.rescale_factor(height, width, scale), self.upscale)
+                             len(flips), self.rescale_factor(height, width, scale), self.upscale, patch)
 
     def check_cost(self, height: int, width: int, multiscale: bool = False, scales: Sequence[float] | None = None,
                    scale: Scale = None) -> WindowCost:

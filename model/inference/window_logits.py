@@ -21,6 +21,7 @@ upsamples itself) pass through unchanged: the grid equals the window.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from model.logits_grid import OUTPUT_RESIZES, LogitsGrid
 
@@ -39,8 +40,15 @@ def window_rows(logits: torch.Tensor, window: tuple[int, int], top: int, bottom:
         return logits[:, top:bottom]
     lower, upper, weight = grid.source(gh, height, top, bottom, logits.device)
     rows = torch.lerp(logits[:, lower], logits[:, upper], weight.to(logits.dtype).view(1, -1, 1))  # C×R×gw
-    left, right, weight = grid.source(gw, width, 0, width, logits.device)
-    return torch.lerp(rows[:, :, left], rows[:, :, right], weight.to(logits.dtype))  # C×R×w
+    if gw == width:
+        return rows
+    # Width: PyTorch's bilinear kernel on the few rows (much faster than gathers), to what the
+    # model's own last step makes of them: ×p over the padded width then cropped, or (mmseg,
+    # padded) straight to the width.
+    p = grid.patch_size
+    target = width if grid.output_resize == "resize" and width % p else gw * p
+    wide = F.interpolate(rows[None], size=(rows.shape[1], target), mode="bilinear", align_corners=False)[0]
+    return wide[:, :, :width]
 
 
 def upsample_window_logits(logits: torch.Tensor, window: tuple[int, int], grid: LogitsGrid) -> torch.Tensor:

@@ -100,3 +100,25 @@ def test_queued_window_logits_are_a_patch_grid(tiny_net):
     (logits,) = predictor.run(plan)
     assert logits.shape == (plan.num_windows, 5, 4, 4)
     assert logits.numel() * 16 * 16 == plan.num_windows * 5 * 64 * 64
+
+
+def test_a_queued_512_window_of_150_classes_holds_under_1_mb_of_logits():
+    """Issue 25's target: what waits between forward and merge for Seg-T/16 at 512 (was 157 MB)."""
+    torch.manual_seed(0)
+    net = Segmenter(tiny_config(num_classes=150, image_size=512), tiny_metadata(150, 512)).eval()
+    predictor = Predictor(net)
+    with torch.inference_mode():
+        logits = predictor.forward_windows(torch.randn(1, 3, 512, 512))
+    assert logits.shape == (1, 150, 32, 32)
+    assert logits.numel() * logits.element_size() <= 2**20  # 614 KB; 157 MB at 512×512
+
+
+def test_the_cost_estimate_counts_logits_where_the_forward_answers(tiny_net):
+    """The admission estimate follows the forward: patch-grid logits, or full size for a graph
+    exported before (a runner with `patch_grid = False`)."""
+    predictor = Predictor(tiny_net)
+    grid_cost = predictor.cost(64, 150, scale="none")
+    predictor.forward.patch_grid = False
+    full_cost = predictor.cost(64, 150, scale="none")
+    assert grid_cost.windows == full_cost.windows == 3
+    assert full_cost.bytes - grid_cost.bytes == 3 * 5 * (64 * 64 - 4 * 4) * 4
