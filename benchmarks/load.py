@@ -160,7 +160,7 @@ def big_model_file(variant: str, folder: Path) -> Path:
     save_checkpoint(net, folder / "big", ModelMetadata.for_dataset("ade20k"))
     path = folder / "models.yaml"
     path.write_text(yaml.safe_dump({"models": [{"name": variant, "checkpoint": str(folder / "big"),
-                                                "max_batch_size": 4}]}))
+                                                "max_batch_size": 4, "backend": "torch"}]}))  # vs raw torch
     return path
 
 

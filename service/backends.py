@@ -1,12 +1,14 @@
 """Turn one models-file entry into a `Predictor` that runs on the configured backend.
 
 Every backend is used the same way afterwards: `predictor.prepare`, `predictor.forward_windows`
-(the batcher's WindowForward: B×3×w×w normalized -> B×C×w×w float32 logits) and
-`predictor.finish`. POST /attention gets its PyTorch model from `LoadedModel.attention`.
+(the batcher's WindowForward: B×3×h×w normalized -> B×C×gh×gw float32 logits on the patch grid)
+and `predictor.finish`. POST /attention gets its PyTorch model from `LoadedModel.attention`.
+`backend: auto` (the default) is decided here: on a CPU, the fastest gated path (fast_path.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,9 +26,11 @@ from export import (
     ort_providers,
     read_exported,
 )
-from model import CheckpointError, Predictor, SegmenterConfig, SegmenterError, ZooError, load_segmenter
+from model import CheckpointError, Predictor, SegmenterConfig, SegmenterError, ZooError, load_segmenter, zoo
 from model.devices import DeviceError, placing
 from model.resolve import ZOO_PREFIX, exported_source, resolve_checkpoint
+from service.fast_path import best_gated
+from service.fast_path import build as build_fast_path
 from service.model_specs import ModelSpec
 
 log = logging.getLogger("segmenter.service")
@@ -127,6 +131,7 @@ class LoadedModel:
     patch_size: int | None  # None when only an exported graph is known and it does not say
     backend_detail: str  # e.g. "torch fp32 on cpu", "onnxruntime [CPUExecutionProvider]"
     attention: AttentionModel  # the PyTorch model behind POST /attention
+    fast_path: dict | None = None  # backend auto on a CPU: what was chosen and the gate's figures
 
 
 def _check_device(spec: ModelSpec) -> None:
@@ -149,11 +154,39 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None, max_windows: int 
     try:
         windows = dict(window_size=spec.window_size, window_stride=spec.window_stride, batch_size=spec.max_batch_size,
                        max_windows=spec.max_windows_per_request or max_windows, blend=spec.blend)
-        if spec.backend == "torch":
-            return _load_torch(spec, path, windows)
-        return _load_export(spec, path, cache_dir, windows)
+        spec, path, fast = _resolved(spec, path, cache_dir)
+        loaded = _load_torch(spec, path, windows) if spec.backend == "torch" else \
+            _load_export(spec, path, cache_dir, windows)
+        return dataclasses.replace(loaded, fast_path=fast)
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         raise ModelLoadError(f"cannot load model {spec.name!r} from {path}: {exc}") from exc
+
+
+def _resolved(spec: ModelSpec, path: Path, cache_dir: Path | None) -> tuple[ModelSpec, Path, dict | None]:
+    """The backend, precision and files a spec runs with: `backend: auto` decided (on a CPU, the
+    fastest gated path: service/fast_path.py), and what was decided, for /models and the log."""
+    if not spec.fast_path:  # a pinned backend or precision, or a GPU: as written (auto: torch)
+        backend = "torch" if spec.backend == "auto" else spec.backend
+        return spec.model_copy(update={"backend": backend, "precision": spec.precision or "fp32"}), path, None
+    if is_exported(path):  # an export: the fastest precision it passed the gate for
+        precisions = read_exported(path).precisions
+        chosen = best_gated(precisions) or "fp32"
+        info = {"precision": chosen, "gate": precisions.get(chosen, {}).get("gate"), "folder": str(path),
+                "built": False}
+        log.info("model %s: backend auto serves the export %s in %s", spec.name, path, chosen)
+        return spec.model_copy(update={"backend": "openvino", "precision": chosen}), path, info
+    cache = cache_dir or zoo.default_cache_dir()
+    fast = build_fast_path(spec.name, path, cache, spec.window_size, spec.calibration, spec.eval_data)
+    info = {"precision": fast.precision or "fp32", "gate": fast.gates.get(fast.precision) if fast.precision else None,
+            "gates": fast.gates, "folder": str(fast.folder) if fast.folder else None, "built": not fast.reused}
+    if fast.folder is None:
+        log.warning("model %s: no reduced precision passed the accuracy gate (%s); serving PyTorch fp32", spec.name,
+                    ", ".join(f"{p}: {g.get('pixel_agreement', 0):.2%} agreement" for p, g in fast.gates.items())
+                    or "none could be built on this CPU")
+        return spec.model_copy(update={"backend": "torch", "precision": "fp32"}), path, info
+    log.info("model %s: backend auto serves %s through OpenVINO %s (%s)", spec.name, path, fast.precision,
+             "reused from the cache" if fast.reused else f"built into {fast.folder}")
+    return spec.model_copy(update={"backend": "openvino", "precision": fast.precision}), fast.folder, info
 
 
 def _load_torch(spec: ModelSpec, path: Path, windows: dict) -> LoadedModel:

@@ -123,7 +123,9 @@ class ModelPool:
 
     async def _load_and_warm_up(self, served: ServedModel) -> LoadedModel:
         spec = await self._fetch_if_zoo(served)
-        served.detail = "loading weights"
+        served.detail = ("loading weights; backend auto: finding or building the fast CPU path (export and "
+                         "accuracy gate: minutes for a large model at the first start, then from the cache)"
+                         if spec.fast_path else "loading weights")
         loaded = await asyncio.to_thread(load_model, spec, self.settings.cache_dir,
                                          self.settings.max_windows_per_request)
         if self.settings.warmup:

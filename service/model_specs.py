@@ -8,10 +8,16 @@
                                       # ONNX folder; or zoo:NAME (segmenter weights list), fetched
                                       # into SEGMENTER_CACHE_DIR at the first start
         aliases: [accurate]
-        backend: torch                # torch | onnxruntime | tensorrt (ONNX Runtime's TensorRT EP)
-                                      # | openvino (CPU: an export's fp32, or its gated bf16 / int8)
+        backend: auto                 # auto (default): on a CPU, the fastest gated path (service/fast_path.py:
+                                      # a checkpoint exported, bf16/int8 built and gated once into
+                                      # SEGMENTER_CACHE_DIR; an export: its fastest gated precision);
+                                      # on a GPU, torch. Or pin one: torch | onnxruntime | tensorrt
+                                      # (ONNX Runtime's TensorRT EP) | openvino (an export's fp32 or gated bf16/int8)
         device: cpu                   # cpu | cuda | cuda:1 ...
-        precision: fp32               # fp32 | fp16 | bf16 | int8 (openvino)
+        precision: null               # fp32 | fp16 | bf16 | int8 (openvino); with backend auto, a
+                                      # precision pins torch (fp32/fp16/bf16) as before the fast path
+        calibration: null             # backend auto: images (a folder) to build and gate int8 from
+        eval_data: null               # backend auto: a labelled custom-layout folder for the gate's mIoU
         max_batch_size: 8             # windows per forward pass
         batches_in_flight: 1          # batches run at once (CPU: 2+ with SEGMENTER_TORCH_THREADS)
         window_size: null             # override the checkpoint's sliding window (pixels)
@@ -49,9 +55,11 @@ class ModelSpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
     checkpoint: str = Field(min_length=1)  # a path (relative to the models file) or zoo:NAME
     aliases: list[str] = Field(default_factory=list)
-    backend: Literal["torch", "onnxruntime", "tensorrt", "openvino"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "tensorrt", "openvino"] = "auto"
     device: str = "cpu"
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None  # None: fp32, or auto's choice
+    calibration: str | None = None  # backend auto: int8 calibration images (a folder)
+    eval_data: str | None = None  # backend auto: labelled images for the gate (custom layout)
     max_batch_size: int = Field(8, ge=1, le=1024)
     batches_in_flight: int = Field(1, ge=1, le=64)  # batches run at once: 1 on a GPU; 2+ can fill a CPU
     window_size: int | None = Field(None, ge=16)
@@ -102,11 +110,22 @@ class ModelSpec(BaseModel):
                              "windows that far apart leave pixels unsegmented; use a stride <= the window")
         return self
 
+    @property
+    def fast_path(self) -> bool:
+        """Whether the fastest gated CPU path is chosen at load (service/fast_path.py)."""
+        return self.backend == "auto" and self.precision is None and self.device == "cpu"
+
     @model_validator(mode="after")
     def _backend_fits_device(self) -> ModelSpec:
+        if self.backend == "auto" and self.precision == "int8":
+            raise ValueError("precision int8 is an export's gated variant: leave precision out (backend auto builds "
+                             "int8 when calibration images are given) or set backend openvino")
+        if (self.calibration or self.eval_data) and not self.fast_path:
+            raise ValueError("calibration and eval_data build the fast path: they apply to backend auto on device "
+                             "cpu without a precision")
         if self.backend == "tensorrt" and self.device == "cpu":
             raise ValueError("backend tensorrt needs a cuda device")
-        if self.backend == "onnxruntime" and self.precision != "fp32":
+        if self.backend == "onnxruntime" and self.precision not in (None, "fp32"):
             raise ValueError("backend onnxruntime runs the exported fp32 graph; use precision fp32 "
                              "(or backend openvino for an export's gated bf16/int8 variants on a CPU, "
                              "or backend tensorrt, which builds fp16 engines)")
@@ -157,6 +176,10 @@ def load_models_file(path: str | Path) -> ModelsFile:
     for spec in parsed.models:
         if not spec.is_zoo and not Path(spec.checkpoint).is_absolute():
             spec.checkpoint = str((path.parent / spec.checkpoint).resolve())
+        for key in ("calibration", "eval_data"):  # folders, relative to the file as checkpoints are
+            value = getattr(spec, key)
+            if value is not None and not Path(value).is_absolute():
+                setattr(spec, key, str((path.parent / value).resolve()))
         if spec.tensorrt_cache is not None and not spec.tensorrt_cache.is_absolute():
             spec.tensorrt_cache = (path.parent / spec.tensorrt_cache).resolve()
     return parsed

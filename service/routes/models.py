@@ -28,6 +28,7 @@ class ModelInfo(BaseModel):
     reason: str | None
     backend: str
     backend_detail: str | None
+    fast_path: dict | None  # backend auto on a CPU: the precision chosen, the gate's figures, the cache folder
     device: str
     precision: str
     max_batch_size: int
@@ -60,8 +61,10 @@ async def list_models(pool: PoolDep, settings: SettingsDep) -> ModelList:
         meta = loaded.predictor.metadata if loaded else None
         infos.append(ModelInfo(
             name=name, aliases=spec.aliases, default=name == default, state=served.state, reason=served.reason,
-            backend=spec.backend, backend_detail=loaded.backend_detail if loaded else None, device=spec.device,
-            precision=spec.precision, max_batch_size=spec.max_batch_size,
+            backend=loaded.spec.backend if loaded else spec.backend,
+            backend_detail=loaded.backend_detail if loaded else None, device=spec.device,
+            precision=(loaded.spec.precision if loaded else spec.precision) or "auto",
+            fast_path=loaded.fast_path if loaded else None, max_batch_size=spec.max_batch_size,
             patch_size=loaded.patch_size if loaded else None,
             window_size=loaded.predictor.window_size if loaded else spec.window_size,
             window_stride=loaded.predictor.window_stride if loaded else spec.window_stride,

@@ -69,7 +69,7 @@ def test_a_model_that_cannot_load_is_reported_not_served(checkpoints, tmp_path):
     corrupt.mkdir()
     (corrupt / "model.safetensors").write_bytes(b"not safetensors")
     (corrupt / "segmenter.json").write_text((checkpoints / "tiny-16" / "segmenter.json").read_text())
-    entries.append({"name": "corrupt", "checkpoint": str(corrupt)})
+    entries.append({"name": "corrupt", "checkpoint": str(corrupt), "backend": "torch"})
     client = started_client(create_app(make_settings(write_models(tmp_path, entries))))
     try:
         ready = client.get("/readyz")
@@ -169,8 +169,8 @@ def test_a_model_with_nan_weights_is_refused_at_warm_up(tmp_path):
     with torch.no_grad():
         next(net.parameters()).fill_(float("nan"))
     save_checkpoint(net, tmp_path / "nan")
-    client = started_client(create_app(make_settings(write_models(tmp_path, [{"name": "nan",
-                                                                              "checkpoint": str(tmp_path / "nan")}]))))
+    entry = {"name": "nan", "checkpoint": str(tmp_path / "nan"), "backend": "torch"}
+    client = started_client(create_app(make_settings(write_models(tmp_path, [entry]))))
     try:
         state = client.get("/readyz").json()["models"]["nan"]
         assert state["state"] == "failed" and "NaN" in state["reason"]

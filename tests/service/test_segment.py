@@ -102,7 +102,7 @@ def test_more_than_256_classes_give_a_16_bit_mask(tmp_path):
     from model import save_checkpoint
 
     save_checkpoint(tiny_segmenter(seed=3, num_classes=300, decoder="linear"), tmp_path / "big")
-    models = write_models(tmp_path, [{"name": "big", "checkpoint": str(tmp_path / "big")}])
+    models = write_models(tmp_path, [{"name": "big", "checkpoint": str(tmp_path / "big"), "backend": "torch"}])
     client = started_client(create_app(make_settings(models)))
     try:
         rgb = random_image(64, 64, seed=6)

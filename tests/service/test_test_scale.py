@@ -27,7 +27,8 @@ def ade_client(tmp_path_factory):
     net.metadata = ModelMetadata.for_dataset("ade20k", window_size=512, window_stride=512)  # test scale (2048, 512)
     save_checkpoint(net, root / "ade-tiny")
     client = started_client(create_app(make_settings(write_models(root, [
-        {"name": "ade-tiny", "checkpoint": str(root / "ade-tiny"), "max_batch_size": 4}]))))
+        {"name": "ade-tiny", "checkpoint": str(root / "ade-tiny"), "max_batch_size": 4,
+         "backend": "torch"}]))))
     yield client, root / "ade-tiny"
     client.__exit__(None, None, None)
 

@@ -43,7 +43,7 @@ def test_a_zoo_model_is_fetched_at_start_up_with_progress_then_served(tmp_path, 
     path = f"/zoo/tiny_mmseg_20260101-{prefix}.pth"
     release = threading.Event()
     with WeightsServer(files=dict(files), hold_at={path: (len(files[path]) // 3, release)}) as server:
-        entries = [{"name": "ade-tiny", "checkpoint": "zoo:tiny-mmseg", "aliases": ["accurate"]},
+        entries = [{"name": "ade-tiny", "checkpoint": "zoo:tiny-mmseg", "aliases": ["accurate"], "backend": "torch"},
                    standard_entries(checkpoints)[1]]
         settings = make_settings(write_models(tmp_path, entries), cache_dir=tmp_path / "cache",
                                  weights_registry=write_registry(tmp_path, server.url, prefix))
@@ -69,7 +69,8 @@ def test_a_failed_download_fails_only_that_model(tmp_path, published, checkpoint
     from tests.service.conftest import started_client
 
     _, prefix, _ = published
-    entries = [{"name": "ade-tiny", "checkpoint": "zoo:tiny-mmseg"}, standard_entries(checkpoints)[1]]
+    entries = [{"name": "ade-tiny", "checkpoint": "zoo:tiny-mmseg", "backend": "torch"},
+               standard_entries(checkpoints)[1]]
     settings = make_settings(write_models(tmp_path, entries), cache_dir=tmp_path / "cache",
                              weights_registry=write_registry(tmp_path, "https://weights.example.invalid", prefix),
                              weights_mirror="http://127.0.0.1:9")  # nothing listens there: no network
