@@ -9,10 +9,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names below, for readers and linters; at run time each is imported on first use
     from export.artifact import ExportedModel, ExportError, is_exported, read_exported
-    from export.onnx_export import export_onnx
+    from export.onnx_export import export_class_ids_onnx, export_onnx
     from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
     from export.openvino_runner import OpenVinoRunner, cpu_supports_bf16, openvino_available
-    from export.parity import ParityReport, compare_backends, parity_windows, synthetic_scene
+    from export.parity import (
+        ParityReport,
+        compare_backends,
+        merged_agreement,
+        parity_images,
+        parity_windows,
+        synthetic_scene,
+        torch_reference,
+    )
     from export.precision_gate import GateReport, read_labelled, run_gate
     from export.quantize import calibration_windows, quantize_int8, read_calibration_images
     from export.reduced_precision import REDUCED_PRECISIONS, make_reduced_precision
@@ -22,10 +30,11 @@ if TYPE_CHECKING:  # the names below, for readers and linters; at run time each 
 # must not pay for torch, ONNX and OpenVINO.
 _HOMES = {
     "artifact": ("ExportedModel", "ExportError", "is_exported", "read_exported"),
-    "onnx_export": ("export_onnx",),
+    "onnx_export": ("export_class_ids_onnx", "export_onnx"),
     "onnxruntime_runner": ("OnnxRuntimeRunner", "ort_providers"),
     "openvino_runner": ("OpenVinoRunner", "cpu_supports_bf16", "openvino_available"),
-    "parity": ("ParityReport", "compare_backends", "parity_windows", "synthetic_scene"),
+    "parity": ("ParityReport", "compare_backends", "merged_agreement", "parity_images", "parity_windows",
+               "synthetic_scene", "torch_reference"),
     "precision_gate": ("GateReport", "read_labelled", "run_gate"),
     "quantize": ("calibration_windows", "quantize_int8", "read_calibration_images"),
     "reduced_precision": ("REDUCED_PRECISIONS", "make_reduced_precision"),
@@ -62,11 +71,15 @@ __all__ = [
     "OnnxRuntimeRunner",
     "ParityReport",
     "compare_backends",
+    "export_class_ids_onnx",
     "export_onnx",
     "is_exported",
     "ort_providers",
+    "merged_agreement",
+    "parity_images",
     "parity_windows",
     "read_exported",
     "synthetic_scene",
+    "torch_reference",
     "write_triton_repository",
 ]

@@ -1,11 +1,18 @@
 """The exported-model folder: what `export onnx` writes and every later step reads.
 
     DIR/
-      model.onnx        images B×3×ws×ws float32 normalized -> logits B×C×ws×ws float32
-      segmenter.json    {"format": "segmenter-onnx", "version": 1, "config": {...},
-                         "metadata": {...}, "onnx": {"file", "input", "output", "window_size", "opset"},
+      model.onnx        images B×3×ws×ws float32 normalized -> logits B×C×gh×gw float32 on the
+                        model's patch grid (gh = gw = ceil(ws / patch): no upsampling in the graph)
+      segmenter.json    {"format": "segmenter-onnx", "version": 2, "config": {...},
+                         "metadata": {...}, "onnx": {"file", "input", "output", "window_size", "opset",
+                                                    "output_grid": [gh, gw]},
                          "precisions": {"bf16": {...}, "int8": {...}}}
       model_int8.xml/.bin   with `--precision int8`: the int8 OpenVINO graph
+
+The merge (`model.Predictor` with the export's metadata, which carries the patch size and the
+model's last step) upsamples the grid logits exactly as the model would. Version-1 folders (no
+`output_grid`) hold graphs whose logits are B×C×ws×ws, upsampled in the graph; they still load,
+and the merge takes their full-size logits as they are (`ExportedModel.output_grid` says which).
 
 `metadata` is the checkpoint's (classes, palette, normalization, window, stride), so the service
 and Triton users preprocess exactly as training did. `precisions` lists the reduced precisions
@@ -24,7 +31,7 @@ from model import ModelMetadata, SegmenterError
 from model.resolve import EXPORTED_FORMAT
 
 FORMAT = EXPORTED_FORMAT  # "segmenter-onnx": model.load_segmenter reads its `onnx.source`
-VERSION = 1
+VERSION = 2  # 2: logits on the patch grid (`output_grid`); 1: logits at the window size
 ONNX_FILE = "model.onnx"
 ENGINE_FILE = "model.plan"  # a TensorRT engine built from the graph (`export tensorrt`)
 META_FILE = "segmenter.json"
@@ -44,6 +51,14 @@ class ExportedModel:
     window_size: int
     opset: int
     precisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # gated reduced precisions
+    output_grid: tuple[int, int] | None = None  # (gh, gw) of the graph's logits; None: (ws, ws)
+    version: int = VERSION
+
+    @property
+    def logits_shape(self) -> tuple[int, int, int]:
+        """C×gh×gw of one window's logits as the graph returns them: the patch grid, or the
+        window itself for a version-1 folder."""
+        return (self.num_classes, *(self.output_grid or (self.window_size, self.window_size)))
 
     @property
     def onnx_path(self) -> Path:
@@ -68,14 +83,14 @@ class ExportedModel:
 
 
 def write_description(folder: Path, config: dict[str, Any], metadata: ModelMetadata, window: int, opset: int,
-                      source: str) -> None:
+                      source: str, output_grid: tuple[int, int]) -> None:
     description = {
         "format": FORMAT,
         "version": VERSION,
         "config": config,
         "metadata": metadata.to_dict(),
         "onnx": {"file": ONNX_FILE, "input": INPUT_NAME, "output": OUTPUT_NAME, "window_size": window,
-                 "opset": opset, "dynamic_batch": True, "source": source},
+                 "opset": opset, "dynamic_batch": True, "source": source, "output_grid": list(output_grid)},
     }
     (folder / META_FILE).write_text(json.dumps(description, indent=2) + "\n")
 
@@ -105,6 +120,13 @@ def read_exported(folder: str | Path) -> ExportedModel:
     if not (folder / ONNX_FILE).is_file():
         raise ExportError(f"{folder} has {META_FILE} but no {ONNX_FILE}")
     onnx_info = data["onnx"]
-    return ExportedModel(folder=folder, config=data["config"], metadata=ModelMetadata.from_dict(data["metadata"]),
-                         window_size=int(onnx_info["window_size"]), opset=int(onnx_info["opset"]),
-                         precisions=dict(data.get("precisions", {})))
+    window = int(onnx_info["window_size"])
+    grid = onnx_info.get("output_grid") or (window, window)  # version 1: logits at the window size
+    # The graph's logits are mapped to pixels as its model would (older folders' metadata lacks it).
+    metadata = ModelMetadata.from_dict(data["metadata"]).replace(
+        patch_size=int(data["config"]["patch_size"]),
+        output_resize=data["config"].get("output_resize", "upsample_crop"))
+    return ExportedModel(folder=folder, config=data["config"], metadata=metadata,
+                         window_size=window, opset=int(onnx_info["opset"]),
+                         precisions=dict(data.get("precisions", {})), output_grid=(int(grid[0]), int(grid[1])),
+                         version=int(data.get("version", 1)))

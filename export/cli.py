@@ -49,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_thresholds(t, rtol=5e-2, agreement=0.995)
     t.set_defaults(func=run_tensorrt)
 
-    r = sub.add_parser("triton", help="ONNX export -> Triton Inference Server model repository")
+    r = sub.add_parser("triton", help="ONNX export -> Triton Inference Server model repository (the logits model "
+                       "and NAME_class_ids, class ids in-graph; docs/triton.md)")
     r.add_argument("--export-dir", type=Path, required=True, help="the folder `export onnx` wrote")
     r.add_argument("--out", type=Path, required=True, help="model repository folder")
     r.add_argument("--name", help="model name in the repository (default: the export folder's name)")
@@ -59,6 +60,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--max-batch", type=int, default=8)
     r.add_argument("--max-queue-delay-us", type=int, default=2000)
     r.add_argument("--cpu", action="store_true", help="instance_group KIND_CPU instead of KIND_GPU")
+    r.add_argument("--checkpoint", help="the PyTorch checkpoint the class-id model is built from (default: the one "
+                   "the export was made from, onnx.source in its segmenter.json)")
+    r.add_argument("--no-class-ids", dest="class_ids", action="store_false",
+                   help="only the logits model, not NAME_class_ids (B×ws×ws class ids, upsample + argmax in-graph)")
+    r.add_argument("--min-agreement", type=float, default=0.999,
+                   help="min fraction of the class-id model's pixels equal to PyTorch's argmax")
     r.set_defaults(func=run_triton)
 
 
@@ -75,13 +82,16 @@ def _report(report: ParityReport, folder: Path, name: str) -> int:
 
 def _onnx_parity(args: argparse.Namespace, net, exported, device: str = "cpu") -> ParityReport:
     from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
-    from export.parity import compare_backends, parity_windows
+    from export.parity import compare_backends, parity_images, parity_windows, torch_reference
 
     runner = OnnxRuntimeRunner(exported, ort_providers(device, window=exported.window_size))
     windows = parity_windows(exported.metadata, exported.window_size)
-    return compare_backends(net, runner, windows, reference_name="PyTorch fp32",
+    # At the graph's output (the patch grid; full size for a version-1 folder), then after the merge.
+    reference = torch_reference(net, exported.logits_shape[1:], exported.window_size)
+    return compare_backends(reference, runner, windows, reference_name="PyTorch fp32",
                             candidate_name=f"ONNX Runtime ({runner.providers[0]})", rtol=args.rtol,
-                            min_agreement=args.min_agreement)
+                            min_agreement=args.min_agreement, metadata=exported.metadata,
+                            images=parity_images(exported.window_size))
 
 
 def _source(checkpoint: str, out) -> str:
@@ -112,7 +122,8 @@ def run_onnx(args: argparse.Namespace) -> int:
         print(f"error: the export does not match PyTorch; {args.out / META_FILE} was removed so it cannot be "
               "served. Report: parity_onnxruntime.json", file=sys.stderr)
         return code
-    print(f"wrote {exported.onnx_path} (window {exported.window_size}, dynamic batch, opset {exported.opset})")
+    print(f"wrote {exported.onnx_path} (window {exported.window_size}, logits on the "
+          f"{exported.logits_shape[1]}×{exported.logits_shape[2]} patch grid, dynamic batch, opset {exported.opset})")
     return _reduced_precisions(args, net, exported, reduced)
 
 
@@ -151,7 +162,7 @@ def run_tensorrt(args: argparse.Namespace) -> int:
     import torch
 
     from export.onnxruntime_runner import OnnxRuntimeRunner, ort_providers
-    from export.parity import compare_backends, parity_windows
+    from export.parity import compare_backends, parity_images, parity_windows
     from export.tensorrt_engine import TensorRTRunner, build_engine
 
     exported = read_exported(args.export_dir)  # errors are reported by cli.main (exit 2)
@@ -161,7 +172,8 @@ def run_tensorrt(args: argparse.Namespace) -> int:
     report = compare_backends(reference, TensorRTRunner(engine, exported.num_classes), windows,
                               reference_name=f"ONNX Runtime ({reference.providers[0]})",
                               candidate_name=f"TensorRT {'fp16' if args.fp16 else 'fp32'}",
-                              rtol=args.rtol, min_agreement=args.min_agreement, batch_size=args.max_batch)
+                              rtol=args.rtol, min_agreement=args.min_agreement, batch_size=args.max_batch,
+                              metadata=exported.metadata, images=parity_images(exported.window_size))
     code = _report(report, exported.folder, "tensorrt")
     if code:
         engine.unlink()
@@ -172,11 +184,34 @@ def run_tensorrt(args: argparse.Namespace) -> int:
 
 
 def run_triton(args: argparse.Namespace) -> int:
-    from export.triton import write_triton_repository
+    import shutil
+
+    from export.artifact import ONNX_FILE
+    from export.triton import CLASS_IDS_SUFFIX, class_ids_agreement, source_segmenter, write_triton_repository
+    from model import load_segmenter
 
     exported = read_exported(args.export_dir)  # errors are reported by cli.main (exit 2)
+    net = None
+    if args.class_ids:  # the checkpoint the class-id model is built from, before writing anything
+        net = load_segmenter(args.checkpoint) if args.checkpoint else source_segmenter(exported)
     folder = write_triton_repository(exported, args.out, name=args.name, platform=args.platform,
-                                     engine=args.engine, max_batch_size=args.max_batch,
-                                     max_queue_delay_us=args.max_queue_delay_us, gpu=not args.cpu)
-    print(f"wrote {folder} (serve with: tritonserver --model-repository {args.out})")
+                                      engine=args.engine, max_batch_size=args.max_batch,
+                                      max_queue_delay_us=args.max_queue_delay_us, gpu=not args.cpu,
+                                      class_ids=args.class_ids, net=net)
+    print(f"wrote {folder} (logits B×{'×'.join(map(str, exported.logits_shape))})")
+    if args.class_ids:
+        from export.parity import parity_windows
+
+        class_dir = folder.with_name(folder.name + CLASS_IDS_SUFFIX)
+        windows = parity_windows(exported.metadata, exported.window_size)
+        agreement = class_ids_agreement(net, class_dir / "1" / ONNX_FILE, windows)
+        verdict = "PASS" if agreement >= args.min_agreement else "FAIL"
+        print(f"{verdict}: {class_dir.name} (ONNX Runtime) vs PyTorch's argmax on {len(windows)} windows: "
+              f"{100 * agreement:.3f}% of pixels agree (limit {100 * args.min_agreement:g}%)")
+        if verdict == "FAIL":
+            shutil.rmtree(class_dir)
+            print(f"error: the class-id model does not match PyTorch and was removed ({class_dir})", file=sys.stderr)
+            return 1
+        print(f"wrote {class_dir} (class_ids B×{exported.window_size}×{exported.window_size})")
+    print(f"serve with: tritonserver --model-repository {args.out}")
     return 0

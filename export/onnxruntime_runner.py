@@ -40,8 +40,9 @@ def ort_providers(device: str = "cpu", tensorrt_cache: str | Path | None = None,
 
 
 class OnnxRuntimeRunner:
-    """A `model.WindowForward` over ONNX Runtime: B×3×ws×ws normalized -> B×C×ws×ws logits
-    (torch float32, CPU), so the sliding-window code runs unchanged on it."""
+    """A `model.WindowForward` over ONNX Runtime: B×3×ws×ws normalized -> the graph's logits as
+    it returns them (torch float32, CPU): B×C×gh×gw on the patch grid (B×C×ws×ws for a version-1
+    export), so the sliding-window code runs unchanged on it."""
 
     def __init__(self, exported: ExportedModel, providers: list[Any] | None = None, threads: int = 0) -> None:
         import onnxruntime as ort

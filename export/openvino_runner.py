@@ -6,7 +6,8 @@ ONNX Runtime's int8 kernels were not faster than its fp32 ones here.
 
 `precision` is OpenVINO's inference precision hint: the type the non-quantized operations run
 in. An int8 graph (from `export.quantize_int8`) runs its quantized matmuls in int8 and the rest
-(LayerNorm, softmax, the mask norm, the upsampling) in that precision.
+(LayerNorm, softmax, the mask norm) in that precision. The logits come out as the graph makes
+them: on the patch grid (`export.export_onnx`), or at the window size for a version-1 export.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def cpu_supports_bf16() -> bool:
 
 
 class OpenVinoRunner:
-    """A `model.WindowForward` over OpenVINO's CPU plugin: B×3×ws×ws normalized -> B×C×ws×ws
-    float32 logits (torch, CPU). `graph`: a model.onnx or an OpenVINO IR model.xml."""
+    """A `model.WindowForward` over OpenVINO's CPU plugin: B×3×ws×ws normalized -> the graph's
+    logits (torch, CPU): B×C×gh×gw on the patch grid, or B×C×ws×ws from a version-1 export.
+    `graph`: a model.onnx or an OpenVINO IR model.xml."""
 
     def __init__(self, graph: str | Path, precision: str = "fp32", threads: int = 0, streams: int = 1) -> None:
         if not openvino_available():
@@ -62,7 +64,7 @@ class OpenVinoRunner:
         try:
             graph_model = core.read_model(str(graph))
             if precision == "bf16":
-                # bf16 logits out: half the bytes of the largest tensor (B×C×ws×ws) to convert and copy.
+                # bf16 logits out: half the bytes of the output tensor to convert and copy.
                 from openvino.preprocess import PrePostProcessor
 
                 ppp = PrePostProcessor(graph_model)
@@ -82,7 +84,7 @@ class OpenVinoRunner:
         return self._requests[key]
 
     def __call__(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """B×3×ws×ws normalized -> B×C×ws×ws logits: float32, or bfloat16 for precision bf16."""
+        """B×3×ws×ws normalized -> the graph's B×C×gh×gw logits: float32, or bfloat16 for precision bf16."""
         array = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else windows
         request = self._request()
         request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})

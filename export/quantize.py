@@ -2,7 +2,8 @@
 
 NNCF (OpenVINO's quantization library) with its transformer scheme: the matmuls (linear layers,
 attention products, patch embedding) run in int8 with per-channel weight scales; LayerNorm,
-softmax, GELU, the mask transformer's normalisations and the upsampling stay in floating point.
+softmax, GELU and the mask transformer's normalisations stay in floating point (the graph ends
+at the patch-grid logits: the upsampling is the merge's, in fp32).
 Activation ranges come from calibration windows cut from real images exactly as inference cuts
 them (`Predictor.prepare`: test scale, sliding window, normalization), so the ranges are those
 the model will meet. The result is an OpenVINO IR (`model_int8.xml` + `.bin`) beside the fp32

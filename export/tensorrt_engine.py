@@ -70,9 +70,12 @@ def build_engine(exported: ExportedModel, engine_path: str | Path | None = None,
 
 
 class TensorRTRunner:
-    """A `model.WindowForward` over a serialized engine: CUDA tensors in, float32 logits out."""
+    """A `model.WindowForward` over a serialized engine: CUDA tensors in, the graph's logits out
+    (float32; B×C×gh×gw on the patch grid, or B×C×ws×ws from a version-1 export), the output
+    buffer sized from the engine's output shape for each input shape. `num_classes`, if given, is
+    checked against the engine's."""
 
-    def __init__(self, engine_path: str | Path, num_classes: int) -> None:
+    def __init__(self, engine_path: str | Path, num_classes: int | None = None) -> None:
         trt = import_tensorrt()
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
@@ -84,9 +87,12 @@ class TensorRTRunner:
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         x = windows.to("cuda", torch.float32).contiguous()
-        b, _, h, w = x.shape
-        out = torch.empty((b, self.num_classes, h, w), device="cuda", dtype=torch.float32)
         self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
+        shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))  # resolved for this batch
+        if len(shape) != 4 or min(shape) < 1 or (self.num_classes and shape[1] != self.num_classes):
+            raise ExportError(f"the engine's {OUTPUT_NAME} is {shape} for input {tuple(x.shape)}; expected "
+                              f"B×{self.num_classes or 'C'}×gh×gw logits")
+        out = torch.empty(shape, device="cuda", dtype=torch.float32)
         self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
         self.context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
         with torch.cuda.stream(self.stream):

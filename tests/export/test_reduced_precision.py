@@ -85,6 +85,8 @@ def test_the_service_serves_the_gated_int8_graph(int8_export, data):
     expected = Predictor(None, metadata=read_exported(folder).metadata, forward=OpenVinoRunner(graph, inference))
     rgb = read_calibration_images(data / "images" / "val", 1)[0]
     np.testing.assert_array_equal(loaded.predictor.predict(rgb), expected.predict(rgb))
+    # The int8 graph, quantized from the patch-grid graph, answers on the patch grid too.
+    assert expected.forward(torch.zeros(2, 3, 160, 160)).shape == (2, 5, 10, 10)
 
 
 def test_an_ungated_precision_is_refused_with_the_fix(tmp_path):
@@ -103,7 +105,8 @@ def test_openvino_fp32_equals_pytorch(tmp_path):
     windows = torch.randn(3, 3, 160, 160)
     got = OpenVinoRunner(read_exported(folder).onnx_path, "fp32")(windows)
     with torch.inference_mode():
-        expected = net(windows)
+        expected = net.forward_patches(windows)
+    assert got.shape == (3, 5, 10, 10)  # the 16-px patch grid of 160-px windows
     torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-4)
 
 
@@ -117,7 +120,7 @@ def test_bf16_cli_records_the_gate_figures(tmp_path, data, capsys):
     entry = read_exported(tmp_path / "export").precisions["bf16"]
     assert entry["file"] == "model.onnx" and entry["inference_precision"] == "bf16"
     logits = OpenVinoRunner(tmp_path / "export" / "model.onnx", "bf16")(torch.zeros(1, 3, 160, 160))
-    assert logits.dtype == torch.bfloat16 and logits.shape == (1, 5, 160, 160)
+    assert logits.dtype == torch.bfloat16 and logits.shape == (1, 5, 10, 10)
 
 
 def test_int8_without_calibration_images_is_refused_before_any_work(tmp_path, capsys):
