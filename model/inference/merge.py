@@ -77,12 +77,17 @@ class ViewRows:
     def _merge(self, top: int, bottom: int) -> torch.Tensor:
         win_h, win_w = self.window
         width = self.size[1]
+        covering = [(crop, t, left) for crop, (t, left) in zip(self.logits, self.anchors, strict=True)
+                    if max(top, t) < min(bottom, t + win_h)]
+        if len(covering) == 1 and win_w == width and covering[0][1] <= top and bottom <= covering[0][1] + win_h:
+            # One window covers the whole band (a single window, or no overlap here): its rows are
+            # the mean, without a sum and a division.
+            crop, t, _ = covering[0]
+            return window_rows(crop, self.window, top - t, bottom - t, self.grid).float()
         total = self.logits.new_zeros((self.num_classes, bottom - top, width), dtype=torch.float32)
         count = self.logits.new_zeros((1, bottom - top, width), dtype=torch.float32)
-        for crop, (t, left) in zip(self.logits, self.anchors, strict=True):
+        for crop, t, left in covering:
             first, last = max(top, t), min(bottom, t + win_h)
-            if first >= last:
-                continue
             band = window_rows(crop, self.window, first - t, last - t, self.grid).float()  # C×R×w
             target = total[:, first - top : last - top, left : left + win_w]
             cover = count[:, first - top : last - top, left : left + win_w]
