@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -269,13 +270,14 @@ def _with_absolute_paths(job: RayJob) -> RayJob:
 def actor_memory_bytes(net, job: RayJob) -> int:
     """The host memory one actor is expected to hold, requested from Ray so that it does not pack
     more actors on a node than fit: the weights, 1.5 GiB of Python, torch and headroom, and for
-    CPU actors the float32 logits of one batch of images with their merge buffers (2×), at two
-    windows per image (a 4:3 photo at the test scale). Measured (benchmarks/ray_predict.py):
-    Seg-T-Mask/16 (150 classes, 512² windows), 4 images per batch, up to 2.9 GiB per actor; this
-    gives 3.9 GiB, the 1.25× margin Ray Data's memory check asks for."""
+    CPU actors the float32 logits of one batch of images, at two windows per image (a 4:3 photo at
+    the test scale) on the patch grid, and the merge's bands and strips (model.inference.merge:
+    about 32 MiB each, two per image being merged). Measured before window logits moved to the
+    patch grid (benchmarks/ray_predict.py): Seg-T-Mask/16 (150 classes, 512² windows), 4 images per
+    batch, up to 2.9 GiB per actor, most of it full-size logits; not re-measured since."""
     weights = sum(p.numel() * p.element_size() for p in net.parameters())
     logits = 0
     if job.gpus_per_actor == 0:  # on a GPU actor the logits stay on the GPU
-        window = net.metadata.window_size
-        logits = 2 * job.images_per_batch * 2 * net.metadata.num_classes * window * window * 4
+        cells = math.ceil(net.metadata.window_size / net.config.patch_size) ** 2
+        logits = job.images_per_batch * 2 * net.metadata.num_classes * cells * 4 + 2 * 2 * 32 * 2**20
     return int(weights + 1.5 * 2**30 + logits)

@@ -215,6 +215,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
             inference = "fp32"  # the int8 graph's other operations in fp32: closer to fp32 than what was gated
         # One OpenVINO stream per batch in flight: they run at once, sharing the cores.
         runner = OpenVinoRunner(graph, inference, streams=spec.batches_in_flight)
+        runner.patch_grid = exported.output_grid is not None  # a version-1 graph answers at full size
         predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
         int8 = f" (NNCF-quantized matrix multiplies and convolutions, other layers in {inference})"
         detail = f"openvino {spec.precision}" + (int8 if spec.precision == "int8" else "")
@@ -225,6 +226,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
     providers = ort_providers(ort_device, tensorrt_cache=cache, fp16=spec.precision == "fp16",
                               window=exported.window_size, max_batch=spec.max_batch_size)
     runner = OnnxRuntimeRunner(exported, providers)
+    runner.patch_grid = exported.output_grid is not None  # a version-1 graph answers at full size
     # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
     predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
     return LoadedModel(spec, predictor, exported.config.get("patch_size"), f"onnxruntime {runner.providers}",
