@@ -41,7 +41,8 @@ _HOMES = {
     "forward": ("PRECISIONS", "TorchForward", "WindowForward", "precision_dtype"),
     "images": ("IMAGE_FORMATS", "IMAGE_SUFFIXES", "ImageError", "image_size", "list_images", "read_image"),
     "predictor": ("MAX_SCALE", "MULTISCALE_SCALES", "Predictor", "Scale", "class_id_dtype", "parse_scale"),
-    "sliding_window": ("BLENDS", "merge_windows", "resize_to_window", "run_windows", "tile_windows", "window_anchors"),
+    "merge": ("BLENDS", "merge_windows"),
+    "sliding_window": ("resize_to_window", "run_windows", "tile_windows", "window_anchors"),
     "window_logits": ("LogitsGrid", "upsample_window_logits"),
     "window_plan": ("Cancelled", "View", "WindowPlan", "plan_windows"),
 }

@@ -90,8 +90,9 @@ class WindowCost:
     image_size: tuple[int, int] = (0, 0)  # (H, W) of the image it was estimated for
 
 
-# What the merge holds besides the window logits (model/inference/merge.py): per view, a band of
-# merged rows (at least this many rows, about MERGE_BYTES), and a strip of output rows.
+# What the merge holds besides the window logits: per view, a band of merged rows (at least
+# MERGE_MIN_ROWS rows, about MERGE_BYTES), and a strip of output rows. model/inference/merge.py
+# merges by these sizes; they live here so that this module stays free of torch.
 MERGE_BYTES = 32 * 2**20
 MERGE_MIN_ROWS = 16
 

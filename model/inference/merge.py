@@ -7,24 +7,55 @@ the answer is that map resized to the image (bilinear, align_corners=False) — 
 mean of the views' softmax probabilities. All of it is linear up to the softmax, so it is
 computed for a strip of output rows at a time from just the window rows that strip needs:
 nothing the size of C×H×W (the view or the image at full size) is ever held, only a strip.
+`merge_windows` is the same merge over a whole image, for logits at the windows' own size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from model.inference.sliding_window import Anchor, window_weights
+from model.inference.cost import MERGE_BYTES, MERGE_MIN_ROWS
 from model.inference.window_logits import LogitsGrid, window_rows
+from model.logits_grid import bilinear_sources
 
 StopCheck = Callable[[], bool]
-# Output rows resized at once: enough for vectorised work, little memory (C×rows×W floats).
-STRIP_BYTES = 32 * 2**20
+Anchor = tuple[int, int]  # (top, left) of a window in the image
+# How overlapping windows are averaged: uniformly (the authors' and mmseg's protocol), or
+# weighted by a tent (linear) or a Gaussian (sigma = side/4, as nnU-Net and MONAI) that fades
+# each window toward its borders.
+BLENDS = ("uniform", "linear", "gaussian")
+
+
+def check_blend(blend: str) -> str:
+    """`blend` if it is one of BLENDS; ValueError naming it and the valid ones otherwise."""
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)} (uniform: the paper's protocol)")
+    return blend
+
+
+def window_weights(blend: str, height: int, width: int) -> torch.Tensor | None:
+    """h×w float32 weight of each pixel of a window when blending; None for the uniform mean."""
+    if check_blend(blend) == "uniform":
+        return None
+
+    def profile(n: int) -> torch.Tensor:
+        centre = torch.arange(n, dtype=torch.float64) + 0.5  # pixel centres, 0.5..n-0.5
+        if blend == "linear":  # 1 in the middle, 1/n at the outermost pixels: never 0, so a
+            return torch.minimum(centre, n - centre) / (n / 2)  # pixel one window covers keeps it
+        return torch.exp(-0.5 * ((centre - n / 2) / (n / 4)) ** 2)
+
+    return (profile(height)[:, None] * profile(width)[None, :]).float()
+
+
+# Output rows resized at once: enough for vectorised work, little memory (C×rows×W floats). The
+# request cost estimate (cost.py, torch-free) counts the same sizes.
+STRIP_BYTES = MERGE_BYTES
 _FEW_CLASSES = 16  # up to this many classes, class ids are computed without pruning (`argmax_resized`)
 _BAND_ROWS = 64  # view rows merged at once when the pruned argmax walks a view row by row
-_MIN_BAND = 16  # view rows merged at least at once (`ViewRows.rows`), however small the strips
+_MIN_BAND = MERGE_MIN_ROWS  # view rows merged at least at once (`ViewRows.rows`), however small the strips
 
 
 class Cancelled(Exception):
@@ -102,15 +133,22 @@ class ViewRows:
         return total / count
 
 
-def source_rows(in_h: int, out_h: int, top: int, bottom: int, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For output rows top..bottom of a bilinear resize in_h -> out_h (align_corners=False): the
-    source rows below and above each, and the weight of the one above (as PyTorch computes them,
-    in float32)."""
-    scale = torch.tensor(in_h / out_h, dtype=torch.float32, device=device)
-    y = ((torch.arange(top, bottom, dtype=torch.float32, device=device) + 0.5) * scale - 0.5).clamp(min=0)
-    lower = y.floor().long().clamp(max=in_h - 1)
-    return lower, (lower + 1).clamp(max=in_h - 1), y - lower
+def merge_windows(
+    logits: torch.Tensor, anchors: Sequence[Anchor], image_size: tuple[int, int], blend: str = "uniform"
+) -> torch.Tensor:
+    """Average overlapping window logits back into one C×H×W map (`ViewRows` over the whole image).
+
+    Args:
+        logits: N×C×h×w float, one per anchor (at the windows' size).
+        anchors: (top, left) of each window, as from `tile_windows`.
+        image_size: (H, W) of the tiled image.
+        blend: "uniform" (the paper's), "linear" or "gaussian" (`window_weights`).
+    Returns:
+        C×H×W float32: per pixel, the mean (weighted by `blend`) of the logits of every window
+        covering it.
+    """
+    window = tuple(logits.shape[-2:])
+    return ViewRows(logits, tuple(anchors), window, tuple(image_size), LogitsGrid(), blend).rows(0, image_size[0])
 
 
 def view_strip(view: ViewRows, flip: bool, size: tuple[int, int], top: int, bottom: int) -> torch.Tensor:
@@ -121,7 +159,7 @@ def view_strip(view: ViewRows, flip: bool, size: tuple[int, int], top: int, bott
     if (in_h, in_w) == size:
         strip = view.rows(top, bottom)
     else:
-        lower, upper, weight = source_rows(in_h, out_h, top, bottom, view.logits.device)
+        lower, upper, weight = bilinear_sources(in_h, out_h, top, bottom, view.logits.device)
         first, last = int(lower[0]), int(upper[-1]) + 1
         band = view.rows(first, last)  # only the view rows this strip needs
         weight = weight.view(1, -1, 1)
@@ -159,7 +197,7 @@ def argmax_resized(view: ViewRows, flip: bool, size: tuple[int, int], should_sto
             bottom = min(out_h, top + rows)
             ids[top:bottom] = view_strip(view, flip, size, top, bottom).max(dim=0).indices
         return ids
-    lower, upper, weight = source_rows(in_h, out_h, 0, out_h, device)
+    lower, upper, weight = bilinear_sources(in_h, out_h, 0, out_h, device)
     starts = torch.searchsorted(lower, torch.arange(in_h + 1, device=device)).tolist()
     upper = upper.tolist()
     band_top, band = 0, view.rows(0, min(in_h, _BAND_ROWS + 1))

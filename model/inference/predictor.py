@@ -36,8 +36,9 @@ from model.inference.cost import (
     scaled_size,
 )
 from model.inference.forward import TorchForward, WindowForward
+from model.inference.merge import check_blend
 from model.inference.resize import resize_uint8
-from model.inference.sliding_window import check_blend, run_windows
+from model.inference.sliding_window import run_windows
 from model.inference.window_plan import StopCheck, WindowPlan, plan_windows
 from model.metadata import ModelMetadata
 from model.modeling.segmenter import Segmenter

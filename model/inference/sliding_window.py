@@ -15,41 +15,19 @@ models it removes most of the seam and gains 0.02-1.4 mIoU (docs/benchmarks.md: 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
 from model.inference.cost import upscaled_size
 from model.inference.forward import WindowForward
 
-Anchor = tuple[int, int]  # (top, left) of a window in the image
+# The merge part lives with the merge of patch-grid logits (merge.py): one averaging loop.
+from model.inference.merge import BLENDS, Anchor, check_blend, merge_windows, window_weights
+
+__all__ = ["BLENDS", "Anchor", "Window", "check_blend", "merge_windows", "resize_to_window", "run_windows",
+           "tile_windows", "window_anchors", "window_weights"]
+
 Window = int | tuple[int, int]  # a square side, or (height, width)
-# How overlapping windows are averaged: uniformly (the authors' and mmseg's protocol), or
-# weighted by a tent (linear) or a Gaussian (sigma = side/4, as nnU-Net and MONAI) that fades
-# each window toward its borders.
-BLENDS = ("uniform", "linear", "gaussian")
-
-
-def check_blend(blend: str) -> str:
-    """`blend` if it is one of BLENDS; ValueError naming it and the valid ones otherwise."""
-    if blend not in BLENDS:
-        raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)} (uniform: the paper's protocol)")
-    return blend
-
-
-def window_weights(blend: str, height: int, width: int) -> torch.Tensor | None:
-    """h×w float32 weight of each pixel of a window when blending; None for the uniform mean."""
-    if check_blend(blend) == "uniform":
-        return None
-
-    def profile(n: int) -> torch.Tensor:
-        centre = torch.arange(n, dtype=torch.float64) + 0.5  # pixel centres, 0.5..n-0.5
-        if blend == "linear":  # 1 in the middle, 1/n at the outermost pixels: never 0, so a
-            return torch.minimum(centre, n - centre) / (n / 2)  # pixel one window covers keeps it
-        return torch.exp(-0.5 * ((centre - n / 2) / (n / 4)) ** 2)
-
-    return (profile(height)[:, None] * profile(width)[None, :]).float()
 
 
 def _sides(window: Window) -> tuple[int, int]:
@@ -117,38 +95,3 @@ def run_windows(forward: WindowForward, crops: torch.Tensor, batch_size: int) ->
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     outputs = [forward(crops[i : i + batch_size]).float() for i in range(0, len(crops), batch_size)]
     return torch.cat(outputs)
-
-
-def merge_windows(
-    logits: torch.Tensor, anchors: Sequence[Anchor], image_size: tuple[int, int], blend: str = "uniform"
-) -> torch.Tensor:
-    """Average overlapping window logits back into one C×H×W map.
-
-    Args:
-        logits: N×C×h×w float, one per anchor.
-        anchors: (top, left) of each window, as from `tile_windows`.
-        image_size: (H, W) of the tiled image.
-        blend: "uniform" (the paper's), "linear" or "gaussian" (`window_weights`).
-    Returns:
-        C×H×W float32: per pixel, the mean (weighted by `blend`) of the logits of every window
-        covering it.
-    """
-    weights = window_weights(blend, *logits.shape[-2:])
-    if len(logits) != len(anchors):
-        raise ValueError(f"{len(logits)} window logits for {len(anchors)} anchors")
-    num_classes, (win_h, win_w) = logits.shape[1], logits.shape[-2:]
-    height, width = image_size
-    total = logits.new_zeros((num_classes, height, width), dtype=torch.float32)
-    count = logits.new_zeros((1, height, width), dtype=torch.float32)
-    if weights is not None:
-        weights = weights.to(logits.device)
-    for crop, (top, left) in zip(logits, anchors, strict=True):
-        if weights is None:
-            total[:, top : top + win_h, left : left + win_w] += crop
-            count[:, top : top + win_h, left : left + win_w] += 1
-        else:
-            total[:, top : top + win_h, left : left + win_w].addcmul_(crop, weights)  # no temporary
-            count[:, top : top + win_h, left : left + win_w] += weights
-    if bool((count == 0).any()):
-        raise ValueError("the windows do not cover the whole image; anchors and size disagree")
-    return total / count

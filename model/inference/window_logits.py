@@ -43,10 +43,8 @@ def window_rows(logits: torch.Tensor, window: tuple[int, int], top: int, bottom:
     if gw == width:
         return rows
     # Width: PyTorch's bilinear kernel on the few rows (much faster than gathers), to what the
-    # model's own last step makes of them: ×p over the padded width then cropped, or (mmseg,
-    # padded) straight to the width.
-    p = grid.patch_size
-    target = width if grid.output_resize == "resize" and width % p else gw * p
+    # model's own last step makes of them, then cropped.
+    target = grid.upsampled_size(gw, width)
     wide = F.interpolate(rows[None], size=(rows.shape[1], target), mode="bilinear", align_corners=False)[0]
     return wide[:, :, :width]
 

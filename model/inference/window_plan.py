@@ -31,8 +31,18 @@ import torch
 import torch.nn.functional as F
 
 from model.inference.cost import scaled_size, view_geometry
-from model.inference.merge import Cancelled, StopCheck, ViewRows, argmax_resized, stop_if, strip_rows, view_strip
-from model.inference.sliding_window import Anchor, check_blend, tile_windows
+from model.inference.merge import (
+    Anchor,
+    Cancelled,
+    StopCheck,
+    ViewRows,
+    argmax_resized,
+    check_blend,
+    stop_if,
+    strip_rows,
+    view_strip,
+)
+from model.inference.sliding_window import tile_windows
 from model.inference.window_logits import LogitsGrid
 
 __all__ = ["Cancelled", "StopCheck", "View", "WindowPlan", "plan_windows"]
@@ -94,15 +104,12 @@ class WindowPlan:
         """Window logits (per group) -> C×H×W float32 softmax probabilities, averaged over views."""
         views = [self.view_rows(view, logits) for view in self.views]
         height, width = self.image_size
-        out = None
-        for top in range(0, height, strip_rows(views[0].num_classes, width)):
+        num_classes = views[0].num_classes
+        out = views[0].logits.new_empty((num_classes, height, width), dtype=torch.float32)
+        rows = strip_rows(num_classes, width)
+        for top in range(0, height, rows):
             stop_if(should_stop)
-            bottom = min(height, top + strip_rows(views[0].num_classes, width))
-            mean = self._mean_probabilities(views, top, bottom)
-            if out is None:
-                out = mean.new_empty((mean.shape[0], height, width))
-            out[:, top:bottom] = mean
-        assert out is not None  # a plan has at least one view and one row
+            out[:, top : top + rows] = self._mean_probabilities(views, top, min(height, top + rows))
         return out
 
     def class_ids(self, logits: Logits, should_stop: StopCheck | None = None) -> torch.Tensor:
