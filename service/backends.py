@@ -128,10 +128,13 @@ class AttentionModel:
 class LoadedModel:
     spec: ModelSpec
     predictor: Predictor
-    patch_size: int | None  # None when only an exported graph is known and it does not say
     backend_detail: str  # e.g. "torch fp32 on cpu", "onnxruntime [CPUExecutionProvider]"
     attention: AttentionModel  # the PyTorch model behind POST /attention
     fast_path: dict | None = None  # backend auto on a CPU: what was chosen and the gate's figures
+
+    @property
+    def patch_size(self) -> int | None:
+        return self.predictor.metadata.patch_size  # the metadata carries it, for exports too
 
 
 def _check_device(spec: ModelSpec) -> None:
@@ -193,7 +196,7 @@ def _load_torch(spec: ModelSpec, path: Path, windows: dict) -> LoadedModel:
     net = load_segmenter(path)  # an exported folder: the PyTorch weights it was exported from
     with placing(spec.device, "device: {}"):  # out of GPU memory: a ValueError, reported as ModelLoadError
         predictor = Predictor(net, device=spec.device, precision=spec.precision, **windows)
-    return LoadedModel(spec, predictor, net.config.patch_size, f"torch {spec.precision} on {spec.device}",
+    return LoadedModel(spec, predictor, f"torch {spec.precision} on {spec.device}",
                        AttentionModel(spec, net.config, predictor=predictor))
 
 
@@ -219,7 +222,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
         predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
         int8 = f" (NNCF-quantized matrix multiplies and convolutions, other layers in {inference})"
         detail = f"openvino {spec.precision}" + (int8 if spec.precision == "int8" else "")
-        return LoadedModel(spec, predictor, exported.config.get("patch_size"), detail, attention)
+        return LoadedModel(spec, predictor, detail, attention)
     ort_device = "tensorrt" if spec.backend == "tensorrt" else ("cpu" if spec.device == "cpu" else "cuda")
     # TensorRT engines are GPU-specific: built on this host at first use, kept for restarts.
     cache = spec.tensorrt_cache or (cache_dir / spec.name if cache_dir else path / "tensorrt-cache")
@@ -229,8 +232,7 @@ def _load_export(spec: ModelSpec, path: Path, cache_dir: Path | None, windows: d
     runner.patch_grid = exported.output_grid is not None  # a version-1 graph answers at full size
     # Windows are normalized on the CPU: ONNX Runtime takes numpy input.
     predictor = Predictor(None, device="cpu", metadata=exported.metadata, forward=runner, **windows)
-    return LoadedModel(spec, predictor, exported.config.get("patch_size"), f"onnxruntime {runner.providers}",
-                       attention)
+    return LoadedModel(spec, predictor, f"onnxruntime {runner.providers}", attention)
 
 
 def _export_attention(spec: ModelSpec, path: Path, config: dict, windows: dict) -> AttentionModel:
