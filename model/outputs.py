@@ -130,6 +130,23 @@ def keep_only(mask: np.ndarray, selected: Sequence[int] | None, metadata: ModelM
     return np.where(np.isin(mask, selected), mask.astype(dtype), np.array(outside, dtype))
 
 
+def selected_confidence(confidence: np.ndarray, mask: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """H×W float32: `confidence` where `kept` (`keep_only(mask, ...)`) kept the class, 0 elsewhere."""
+    if kept is mask:
+        return confidence
+    return np.where(kept == mask, confidence, np.float32(0)).astype(np.float32, copy=False)
+
+
+def class_segments(kept: np.ndarray, confidence: np.ndarray, metadata: ModelMetadata,
+                   selected: Sequence[int] | None = None) -> list[dict]:
+    """One segment per (selected) class present, most frequent first: {id, name, score, mask},
+    `mask` H×W bool, `score` the mean confidence of its pixels (Hugging Face's image-segmentation
+    output, before its masks are encoded)."""
+    totals = np.bincount(kept.ravel(), weights=confidence.ravel(), minlength=metadata.num_classes)
+    return [{"id": c["id"], "name": c["name"], "score": float(totals[c["id"]] / c["pixels"]),
+             "mask": kept == c["id"]} for c in classes_present(kept, metadata, selected)]
+
+
 def classes_present(mask: np.ndarray, metadata: ModelMetadata, selected: Sequence[int] | None = None) -> list[dict]:
     """[{id, name, color, pixels, fraction}] for each (selected) class in the mask, most frequent first;
     only classes with pixels, each with a fraction above 0."""
@@ -173,8 +190,7 @@ def render(kind: str, rgb: np.ndarray, mask: np.ndarray, metadata: ModelMetadata
     if kind == "confidence":
         if confidence is None:
             raise ValueError("the confidence output needs the confidence map (Predictor.finish_with_confidence)")
-        if selected is not None:
-            confidence = np.where(kept == mask, confidence, 0)
+        confidence = selected_confidence(confidence, mask, kept)
         return png_bytes(np.clip(np.rint(confidence * 255), 0, 255).astype(np.uint8))
     if kind == "overlay":
         return encode_image(render_overlay(rgb, kept, metadata, options), options.overlay_format)

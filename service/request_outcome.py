@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 
-from service.batcher import QueueFull
+from service.batcher import BatchFailed, QueueFull
 from service.errors import STATUS_CODES, ServiceError, error_body
 from service.metrics import UNKNOWN_MODEL, ServiceMetrics
 from service.model_pool import ModelPool, ModelUnavailable, ServedModel, UnknownModel
+from service.segmentation import ClientGone, track_abandoned
+
+CLIENT_GONE = 499  # nginx's code for "client closed the request"; only ever seen in metrics
 
 
 def _error_responses() -> dict[int, dict]:
@@ -35,17 +38,14 @@ RESPONSES = {200: {"description": "a PNG or JSON, as `output` asks",
 
 
 def abandon(request: Request, work: asyncio.Task) -> None:
-    """Track the work of a request that ended (timeout, client gone, shutdown) until it stops:
-    `app.state.abandoned`, awaited at shutdown. Its error, if any, has nobody to reach."""
-    abandoned: set[asyncio.Task] = request.app.state.abandoned
-    abandoned.add(work)
+    """Track the work of a request that ended (timeout, client gone, shutdown) until it stops."""
+    track_abandoned(request.app.state.abandoned, work)
 
-    def finished(task: asyncio.Task) -> None:
-        abandoned.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
-    work.add_done_callback(finished)
+async def client_disconnected(request: Request) -> None:
+    """Return when the client goes away (the body has been read, so only disconnect comes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def unavailable(message: str, retry_after: int) -> ServiceError:
@@ -73,7 +73,8 @@ class Outcome:
 
 @contextlib.contextmanager
 def recorded(metrics: ServiceMetrics, output: str, retry_after: int) -> Iterator[Outcome]:
-    """Count the request once, however it ends; a full queue becomes 503 with Retry-After."""
+    """Count the request once, however it ends; a full queue or a failed batch becomes 503 with
+    Retry-After; a client that hung up is counted as 499."""
     outcome = Outcome(output)
     try:
         yield outcome
@@ -87,5 +88,11 @@ def recorded(metrics: ServiceMetrics, output: str, retry_after: int) -> Iterator
         outcome.status = 503
         metrics.rejected.labels(reason="queue_full").inc()
         raise unavailable(f"the service is busy: {exc}; retry after a moment", retry_after) from exc
+    except BatchFailed as exc:
+        outcome.status = 503
+        raise unavailable(f"the model failed on the batch holding this image ({exc}); retry", retry_after) from exc
+    except (ClientGone, asyncio.CancelledError):  # the client hung up (gRPC: its handler is cancelled)
+        outcome.status = CLIENT_GONE
+        raise
     finally:
         metrics.requests.labels(model=outcome.model, output=outcome.output, status=str(outcome.status)).inc()

@@ -1,8 +1,13 @@
-"""One request's path through the service: header -> cost -> decode -> windows -> batcher -> mask.
+"""One image's path through the service: header -> cost -> decode -> windows -> batcher -> mask.
 
-1. The image header gives its size; `Predictor.check_cost` turns that into windows and memory
-   before a pixel is decoded: over the per-request limit is a 413 (a 200-byte 20000×2 PNG must
-   not cost an hour), over the model's in-flight budget a 503.
+Every protocol takes this path: `POST /segment`, the Open Inference Protocol over HTTP and gRPC
+(`service.oip`), Hugging Face's image-segmentation API. They differ only in how they read the
+request and write the answer.
+
+1. The image header gives its size (an image sent as H×W×3 uint8 pixels, its shape);
+   `Predictor.check_cost` turns that into windows and memory before a pixel is decoded: over the
+   per-request limit is a 413 (a 200-byte 20000×2 PNG must not cost an hour), over the model's
+   in-flight budget a 503.
 2. Decoding, planning and merging run on the preprocessing thread pool, off the event loop; the
    forward pass runs in the model's batcher with other requests' windows.
 3. A request that ends early (deadline, client gone) sets its `Abort`: the worker threads stop
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -26,12 +31,14 @@ import numpy as np
 
 from model import Cancelled, ImageError, Predictor, TooManyWindows, WindowPlan, image_size, read_image
 from model.inference import WindowCost
+from model.options import SegmentOptions
 from service.errors import ServiceError, image_error
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
-from service.segment_options import SegmentForm
+from service.settings import Settings
 
 T = TypeVar("T")
+Image = bytes | np.ndarray  # an encoded file's bytes, or H×W×3 uint8 RGB pixels
 
 
 @dataclass
@@ -59,12 +66,42 @@ class Abort:
         return self.event.is_set()
 
 
-def _decode_and_plan(predictor: Predictor, data: bytes, max_pixels: int, options: SegmentForm,
-                     abort: Abort, cost: WindowCost) -> tuple[np.ndarray, WindowPlan]:
+def pixels_error(rgb: np.ndarray, max_pixels: int) -> ServiceError | None:
+    """Why an image sent as pixels cannot be segmented (it must be H×W×3 uint8), or None."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        return ServiceError(400, "bad_request", f"pixels must be H×W×3 uint8 RGB, not {'×'.join(map(str, rgb.shape))} "
+                            f"{rgb.dtype}")
+    height, width = rgb.shape[:2]
+    if height < 1 or width < 1:
+        return ServiceError(400, "empty_image", f"the image has no pixels ({width}×{height})")
+    if height * width > max_pixels:
+        return ServiceError(413, "image_too_large", f"the image is {width}×{height} = {width * height:,} pixels; the "
+                            f"limit is {max_pixels:,} (SEGMENTER_MAX_IMAGE_PIXELS); downscale it before sending")
+    return None
+
+
+def size_of(image: Image, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of an image from its header (or its pixels' shape); ServiceError for an
+    image that cannot be segmented, before any of it is decoded."""
+    if isinstance(image, np.ndarray):
+        if (problem := pixels_error(image, max_pixels)) is not None:
+            raise problem
+        return image.shape[0], image.shape[1]
     try:
-        rgb = read_image(data, max_pixels)
+        return image_size(image, max_pixels)
     except ImageError as exc:
         raise image_error(exc) from exc
+
+
+def _decode_and_plan(predictor: Predictor, image: Image, max_pixels: int, options: SegmentOptions,
+                     abort: Abort, cost: WindowCost) -> tuple[np.ndarray, WindowPlan]:
+    if isinstance(image, np.ndarray):
+        rgb = image
+    else:
+        try:
+            rgb = read_image(image, max_pixels)
+        except ImageError as exc:
+            raise image_error(exc) from exc
     if abort():
         raise Cancelled("the request ended while its image was decoded")
     # The cost was checked from the header: `prepare` does not estimate it again.
@@ -88,10 +125,13 @@ async def _in_thread(executor: Executor, abort: Abort, fn: Callable[..., T], *ar
         raise
 
 
-async def segment(served: ServedModel, data: bytes, options: SegmentForm, executor: Executor, max_pixels: int,
-                  abort: Abort, metrics: ServiceMetrics) -> Segmentation:
-    """Segment one uploaded image with a ready model.
+async def segment(served: ServedModel, image: Image, options: SegmentOptions, executor: Executor, max_pixels: int,
+                  abort: Abort, metrics: ServiceMetrics, confidence: bool = False,
+                  cost: WindowCost | None = None) -> Segmentation:
+    """Segment one image (encoded bytes or H×W×3 uint8 pixels) with a ready model.
 
+    `confidence`: also compute each pixel's class probability. `cost`: the image's cost when the
+    caller has checked it already (`image_cost`).
     Raises ServiceError (400/413/415), QueueFull, BatchFailed. Timings (seconds, each a stretch
     of this request's wall time): `decode` (read + tile), `queue` (until its first window ran),
     `forward` (from then until its last window's batch finished), `merge`.
@@ -99,26 +139,29 @@ async def segment(served: ServedModel, data: bytes, options: SegmentForm, execut
     if served.loaded is None or served.batcher is None or served.admission is None:
         raise ServiceError(503, "unavailable", f"model {served.spec.name!r} is not ready")
     predictor = served.loaded.predictor
-    try:
-        height, width = image_size(data, max_pixels)
-        cost = predictor.check_cost(height, width, options.multiscale, scale=options.scale)
-    except ImageError as exc:
-        raise image_error(exc) from exc
-    except TooManyWindows as exc:
-        raise too_many_windows(exc) from exc
+    if cost is None:
+        cost = image_cost(predictor, size_of(image, max_pixels), options)
     try:
         async with served.admission.reserve(cost.bytes):
-            return await _run(served, predictor, data, options, executor, max_pixels, abort, cost)
+            return await _run(served, predictor, image, options, executor, max_pixels, abort, cost, confidence)
     except (Cancelled, asyncio.CancelledError):
         metrics.cancelled.labels(model=served.spec.name, reason=abort.reason, stage=abort.stage).inc()
         raise
 
 
-async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: SegmentForm, executor: Executor,
-               max_pixels: int, abort: Abort, cost: WindowCost) -> Segmentation:
+def image_cost(predictor: Predictor, size: tuple[int, int], options: SegmentOptions) -> WindowCost:
+    """The windows and memory of segmenting an image of `size` (H, W); 413 over the window limit."""
+    try:
+        return predictor.check_cost(*size, options.multiscale, scale=options.scale)
+    except TooManyWindows as exc:
+        raise too_many_windows(exc) from exc
+
+
+async def _run(served: ServedModel, predictor: Predictor, image: Image, options: SegmentOptions, executor: Executor,
+               max_pixels: int, abort: Abort, cost: WindowCost, want_confidence: bool) -> Segmentation:
     start = time.perf_counter()
     abort.stage = "decode"
-    rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, data, max_pixels, options, abort,
+    rgb, plan = await _in_thread(executor, abort, _decode_and_plan, predictor, image, max_pixels, options, abort,
                                  cost)
     prepared = time.perf_counter()
     abort.stage = "queue"
@@ -127,7 +170,7 @@ async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: 
     ran = time.perf_counter()
     abort.stage = "merge"
     confidence = None
-    if options.output == "confidence":
+    if want_confidence:
         mask, confidence = await _in_thread(executor, abort, predictor.finish_with_confidence, plan, logits, abort)
     else:
         mask = await _in_thread(executor, abort, predictor.finish, plan, logits, abort)
@@ -135,3 +178,91 @@ async def _run(served: ServedModel, predictor: Predictor, data: bytes, options: 
                "merge": time.perf_counter() - ran}
     return Segmentation(rgb, mask, plan.num_windows, confidence=confidence, timings=timings)
 
+
+
+class ClientGone(Exception):
+    """The client hung up before its answer was ready."""
+
+
+async def segment_all(served: ServedModel, images: list[Image], options: SegmentOptions, executor: Executor,
+                      max_pixels: int, aborts: list[Abort], metrics: ServiceMetrics,
+                      confidence: bool = False) -> list[Segmentation]:
+    """Segment a batch of images sent in one request: each its own `segment` (its own memory
+    reservation), all their windows in the model's queue at once. The window limit holds for the
+    request as a whole (413); if one image fails, the others stop and the request fails with it.
+    `aborts`: one per image."""
+    predictor = served.loaded.predictor if served.loaded else None
+    if predictor is None:
+        raise ServiceError(503, "unavailable", f"model {served.spec.name!r} is not ready")
+    costs = [image_cost(predictor, size_of(image, max_pixels), options) for image in images]
+    windows = sum(cost.windows for cost in costs)
+    if len(images) > 1 and predictor.max_windows is not None and windows > predictor.max_windows:
+        raise ServiceError(413, "too_many_windows", f"the {len(images)} images need {windows} sliding windows; the "
+                           f"limit per request is {predictor.max_windows} (SEGMENTER_MAX_WINDOWS_PER_REQUEST): send "
+                           "fewer images per request, or smaller ones")
+    tasks = [asyncio.ensure_future(segment(served, image, options, executor, max_pixels, abort, metrics,
+                                           confidence=confidence, cost=cost))
+             for image, abort, cost in zip(images, aborts, costs, strict=True)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:  # one failed (or the request ended): stop the others, and wait for them to stop
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def segment_or_give_up(work: Awaitable[T], aborts: list[Abort], settings: Settings,
+                             abandoned: set[asyncio.Task], client_gone: Awaitable[None] | None = None,
+                             timeout_s: float | None = None) -> T:
+    """Await `work` (one or more `segment` calls), unless the client hangs up (`client_gone`
+    returns, or this coroutine is cancelled: gRPC cancels a handler whose client went away) or
+    `timeout_s` (default: `request_timeout_s`) passes first: then every `aborts` is set, so its threads stop at their
+    next step and its queued windows are withdrawn. The abandoned task finishes in the background
+    (`abandoned`, awaited at shutdown) once its threads have stopped, and only then releases its
+    memory reservation.
+
+    Raises ClientGone, or ServiceError 504.
+    """
+    timeout_s = settings.request_timeout_s if timeout_s is None else timeout_s
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(client_gone) if client_gone is not None else None
+    try:
+        done, _ = await asyncio.wait({task} | ({gone} if gone else set()), timeout=timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        _give_up(task, aborts, "client_gone", abandoned)
+        raise
+    finally:
+        if gone is not None:
+            gone.cancel()
+    if task in done:
+        return task.result()
+    hung_up = gone is not None and gone in done
+    _give_up(task, aborts, "client_gone" if hung_up else "timeout", abandoned)
+    if hung_up:
+        raise ClientGone
+    limit = "SEGMENTER_REQUEST_TIMEOUT_S" if timeout_s == settings.request_timeout_s else "the request's timeout"
+    raise ServiceError(504, "timeout", f"the request took longer than {timeout_s:g} s ({limit}); retry, or send "
+                       "a smaller image")
+
+
+def _give_up(task: asyncio.Future, aborts: list[Abort], reason: str, abandoned: set[asyncio.Task]) -> None:
+    for abort in aborts:
+        abort.set(reason)
+    task.cancel()
+    track_abandoned(abandoned, task)
+
+
+def track_abandoned(abandoned: set[asyncio.Future], work: asyncio.Future) -> None:
+    """Keep the work of a request that ended (timeout, client gone, shutdown) in `abandoned`
+    (`app.state.abandoned`, awaited at shutdown) until it stops. Its error, if any, has nobody
+    to reach."""
+    abandoned.add(work)
+
+    def finished(done: asyncio.Future) -> None:
+        abandoned.discard(done)
+        if not done.cancelled():
+            done.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+    work.add_done_callback(finished)

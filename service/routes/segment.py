@@ -11,20 +11,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from model.outputs import FORMAT_MEDIA_TYPES, classes_present, encode_image, keep_only, render, render_overlay
-from service.batcher import BatchFailed
 from service.deps import ExecutorDep, MetricsDep, PoolDep, SettingsDep
-from service.errors import ServiceError, error_body
+from service.errors import error_body
 from service.form_options import openapi_form, read_form
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
-from service.request_outcome import RESPONSES, abandon, recorded, resolve_model, unavailable
+from service.request_outcome import CLIENT_GONE, RESPONSES, client_disconnected, recorded, resolve_model
 from service.segment_options import SegmentForm, answer_format, render_options
-from service.segmentation import Abort, Segmentation, segment
+from service.segmentation import Abort, ClientGone, Segmentation, segment, segment_or_give_up
 from service.settings import Settings
 
 router = APIRouter(tags=["segmentation"])
 
-CLIENT_GONE = 499  # nginx's code for "client closed the request"; only ever seen in metrics
 NOT_ACCEPTABLE = "Accept allows nothing the output can be (mask and confidence: image/png; overlay: image/png, " \
     "image/jpeg, image/webp; json: application/json)"
 SEGMENT_RESPONSES = {
@@ -44,12 +42,6 @@ DESCRIPTION = ("Upload an image as the multipart file field `image`. Every other
                "JPEG or WebP; an Accept that allows nothing the output can be is a 406.")
 
 
-async def _disconnected(request: Request) -> None:
-    """Return when the client goes away (the body has been read, so only disconnect comes)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 @router.post("/segment", responses=SEGMENT_RESPONSES, response_class=Response, summary="Segment an image",
              description=DESCRIPTION, openapi_extra=openapi_form(SegmentForm))
 async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
@@ -66,12 +58,8 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
             try:
                 result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor,
                                                    metrics)
-            except BatchFailed as exc:
-                raise unavailable(f"the model failed on the batch holding this image ({exc}); retry",
-                                  settings.retry_after_s) from exc
-            except _ClientGone:
-                outcome.status = CLIENT_GONE
-                return Response(status_code=CLIENT_GONE)
+            except ClientGone:
+                return Response(status_code=CLIENT_GONE)  # counted by `recorded`
             rendering = time.perf_counter()
             response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options,
                                                                         image_format)
@@ -86,30 +74,13 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
         await request.close()
 
 
-class _ClientGone(Exception):
-    """The client hung up before its answer was ready."""
-
-
 async def _segment_or_give_up(request: Request, served: ServedModel, data: bytes, options: SegmentForm,
                               settings: Settings, executor: Executor, metrics: ServiceMetrics) -> Segmentation:
-    """Segment, unless the client hangs up (_ClientGone) or the timeout passes (504) first; either
-    way the unfinished work is stopped: its threads at their next step, its queued windows
-    withdrawn. The abandoned task finishes in the background (`app.state.abandoned`) once its
-    threads have stopped, and only then releases its memory reservation."""
+    """Segment, unless the client hangs up (ClientGone) or the timeout passes (504) first."""
     abort = Abort()
-    work = asyncio.create_task(segment(served, data, options, executor, settings.max_image_pixels, abort, metrics))
-    gone = asyncio.create_task(_disconnected(request))
-    done, _ = await asyncio.wait({work, gone}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if work in done:
-        return work.result()
-    abort.set("client_gone" if gone in done else "timeout")
-    work.cancel()
-    abandon(request, work)
-    if gone in done:
-        raise _ClientGone
-    raise ServiceError(504, "timeout", f"the request took longer than {settings.request_timeout_s:g} s "
-                       "(SEGMENTER_REQUEST_TIMEOUT_S); retry, or send a smaller image")
+    work = segment(served, data, options, executor, settings.max_image_pixels, abort, metrics,
+                   confidence=options.output == "confidence")
+    return await segment_or_give_up(work, [abort], settings, request.app.state.abandoned, client_disconnected(request))
 
 
 def _add_headers(response: Response, served: ServedModel, result: Segmentation, total: float) -> None:
