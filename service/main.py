@@ -20,7 +20,8 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.model_pool import ModelPool
 from service.model_specs import load_models_file
-from service.routes import attention, health, metrics, models, segment, ui
+from service.oip import grpc_server
+from service.routes import attention, health, metrics, models, oip, segment, ui
 from service.settings import Settings, get_settings
 from service.upload_limit import UploadLimitMiddleware
 
@@ -39,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         app.state.abandoned = set()  # tasks of requests that ended early, stopping in the background
+        # gRPC listens before the models load, as HTTP does: its health RPCs answer at once.
+        grpc = await grpc_server.start(app.state, settings.grpc_host, settings.grpc_port) if settings.grpc_port \
+            else None
         if settings.fail_fast:
             await pool.load_all()  # raises: uvicorn reports it and exits
             loading = None
@@ -49,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if loading is not None and not loading.done():
                 loading.cancel()
+            if grpc is not None:
+                await grpc.stop(settings.request_timeout_s)  # requests in flight finish by their deadline
             await asyncio.gather(*app.state.abandoned, return_exceptions=True)
             await pool.close()
             app.state.executor.shutdown(wait=True)
@@ -57,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # default pages load it from a CDN and are blank on air-gapped hosts.
     app = FastAPIOffline(title="Segmenter", version=__version__, lifespan=lifespan,
                          description="Semantic segmentation with Segmenter (Strudel et al., ICCV 2021). "
-                         "POST an image to /segment; see /models for the models served.")
+                         "POST an image to /segment; see /models for the models served. The Open Inference Protocol (KServe "
+                         "v2) is under /v2 (and over gRPC), Hugging Face's image-segmentation API under "
+                         "/models/{name}/image-segmentation.")
     app.state.settings, app.state.metrics, app.state.pool = settings, service_metrics, pool
     install_error_handlers(app)
     # The byte limit is enforced while the body arrives, not only from Content-Length.
@@ -65,6 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            expose_headers=["X-Segmenter-Model", "X-Segmenter-Classes", "Server-Timing"])
-    for module in (segment, attention, models, health, metrics, ui):
+    for module in (segment, attention, models, health, metrics, ui, oip):
         app.include_router(module.router)
     return app

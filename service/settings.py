@@ -43,6 +43,10 @@ class Settings(BaseSettings):
                                        "every zoo URL (air-gapped sites, dead hosts)")
     weights_registry: str | None = Field(None, description="extra registry files for zoo:NAME, separated by "
                                          "os.pathsep (your own entries)")
+    # The Open Inference Protocol over gRPC (service/oip), beside HTTP on its own port.
+    grpc_port: int = Field(8001, ge=0, le=65535, description="port of the v2 gRPC API (Triton's default); 0: off")
+    grpc_host: str = Field("127.0.0.1", description="interface of the gRPC API (`segmenter serve --host` sets it "
+                           "unless this variable is set)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from browsers")
 
 

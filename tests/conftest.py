@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,10 @@ import torch
 from model import ModelMetadata, Segmenter, SegmenterConfig
 from testkit.mmseg_checkpoints import MMSEG_NUMERICS
 from testkit.zoo_files import published_weights
+
+# The apps the tests build (and the servers they start) listen for gRPC only where a test asks
+# for it, on a free port (tests/service/test_oip_grpc.py), never on the fixed default 8001.
+os.environ.setdefault("SEGMENTER_GRPC_PORT", "0")
 
 
 def tiny_config(**overrides) -> SegmenterConfig:

@@ -1,0 +1,256 @@
+"""The Open Inference Protocol (KServe v2) over HTTP, with the binary tensor data extension.
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live | /v2/health/ready    liveness, readiness (every model loaded)
+    GET  /v2/models/{name}[/versions/1]        model metadata: inputs, outputs, datatypes, shapes
+    GET  /v2/models/{name}[/versions/1]/ready
+    POST /v2/models/{name}[/versions/1]/infer  JSON tensors, or JSON + binary (Inference-Header-Content-Length)
+
+Errors are the protocol's: `{"error": "<message>"}` with the status `/segment` would answer.
+This file only translates: `service.oip.tensors` reads and writes tensors, `service.oip.infer`
+runs the request through the one inference path.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from service.deps import PoolDep
+from service.errors import ServiceError
+from service.oip.infer import infer
+from service.oip.metadata import VERSION, find_model, model_metadata, server_metadata
+from service.oip.tensors import (
+    BINARY_OUTPUT,
+    InputTensor,
+    OutputTensor,
+    bad_request,
+    from_base64,
+    read_request,
+    split_bytes_elements,
+)
+from service.request_outcome import CLIENT_GONE, client_disconnected
+from service.segmentation import ClientGone
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_SIZE = "binary_data_size"
+
+
+def v2_error(exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+
+
+@router.get("", summary="Server metadata")
+async def server() -> dict:
+    return server_metadata()
+
+
+@router.get("/health/live", summary="Liveness")
+async def live() -> dict:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Readiness: every model loaded (503 until then)")
+async def ready(pool: PoolDep) -> JSONResponse:
+    return JSONResponse({"ready": pool.all_ready}, 200 if pool.all_ready else 503)
+
+
+@router.get("/models/{model}", summary="Model metadata")
+@router.get("/models/{model}/versions/{version}", summary="Model metadata")
+async def metadata(model: str, pool: PoolDep, version: str | None = None) -> JSONResponse:
+    try:
+        return JSONResponse(model_metadata(find_model(pool, model, version)))
+    except ServiceError as exc:
+        return v2_error(exc)
+
+
+@router.get("/models/{model}/ready", summary="Model readiness (503 while it loads or if it failed)")
+@router.get("/models/{model}/versions/{version}/ready", summary="Model readiness")
+async def model_ready(model: str, pool: PoolDep, version: str | None = None) -> JSONResponse:
+    try:
+        served = find_model(pool, model, version)
+    except ServiceError as exc:
+        return v2_error(exc)
+    is_ready = served.state == "ready"
+    return JSONResponse({"name": served.spec.name, "ready": is_ready}, 200 if is_ready else 503)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] = {}
+    data: list | None = None
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    parameters: dict[str, Any] = {}
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    parameters: dict[str, Any] = {}
+    inputs: list[_Input]
+    outputs: list[_Output] | None = None
+
+
+INFER_DESCRIPTION = ("One input, `image`: BYTES [N] (encoded images; as binary tensor data, or base64 strings in "
+                     "JSON) or UINT8 [H,W,3] / [N,H,W,3] (RGB pixels). Outputs: `class_ids` (default) and "
+                     "`confidence`. Parameters: `scale`, `multiscale`, `classes`, as for POST /segment.")
+
+
+@router.post("/models/{model}/infer", summary="Segment images (v2 inference)", description=INFER_DESCRIPTION)
+@router.post("/models/{model}/versions/{version}/infer", summary="Segment images (v2 inference)",
+             description=INFER_DESCRIPTION)
+async def infer_http(model: str, request: Request, version: str | None = None) -> Response:
+    state = request.app.state
+    try:
+        body = _decompressed(await request.body(), request.headers.get("content-encoding"),
+                             state.settings.max_upload_bytes)
+        header_length = request.headers.get(HEADER_LENGTH)
+        parsed: dict[str, Any] = {}
+
+        def read():
+            parsed["body"], parsed["binary"] = _parse(body, header_length)
+            body_model, binary = parsed["body"], parsed["binary"]
+            parameters = dict(body_model.parameters)
+            parsed["binary_output"] = parameters.pop(BINARY_OUTPUT, False) is True
+            for output in body_model.outputs or []:
+                if set(output.parameters) - {"binary_data"}:
+                    raise bad_request(f"output {output.name}: unknown parameters "
+                                      f"{sorted(set(output.parameters) - {'binary_data'})}; this server knows "
+                                      "binary_data (classification is not supported)")
+            return read_request(_inputs(body_model.inputs, binary), parameters,
+                                [o.name for o in body_model.outputs] if body_model.outputs is not None else None)
+
+        name, _, tensors = await infer(state, model, version, read, "v2_http",
+                                 lambda: client_disconnected(request))
+    except ServiceError as exc:
+        return v2_error(exc)
+    except ClientGone:
+        return Response(status_code=CLIENT_GONE)
+    return _answer(name, parsed["body"], tensors, parsed["binary_output"])
+
+
+def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body, inflated when the client compressed it (tritonclient's request_compression_algorithm),
+    never beyond the upload limit (a small gzip body must not become gigabytes)."""
+    if not encoding or encoding == "identity":
+        return body
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.strip().lower())
+    if wbits is None:
+        raise ServiceError(415, "unsupported_media_type", f"Content-Encoding {encoding} is not supported; send gzip, "
+                           "deflate or an uncompressed body")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise bad_request(f"the body is not valid {encoding} ({exc})") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise ServiceError(413, "content_too_large", f"the inflated request body is larger than {limit:,} bytes "
+                           "(SEGMENTER_MAX_UPLOAD_BYTES); send a smaller image")
+    return data
+
+
+def _parse(body: bytes, header_length: str | None) -> tuple[_Request, memoryview]:
+    """The JSON part of the request (all of it, or its first Inference-Header-Content-Length
+    bytes) and the binary tensor data after it."""
+    view = memoryview(body)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise bad_request(f"{HEADER_LENGTH}: {header_length!r} is not a length within the {len(body):,}-byte body")
+        view, binary = view[:int(header_length)], view[int(header_length):]
+    else:
+        binary = memoryview(b"")
+    try:
+        document = json.loads(bytes(view))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        hint = "" if header_length else f" (binary tensor data needs the {HEADER_LENGTH} header)"
+        raise bad_request(f"the request is not JSON: {exc}{hint}") from None
+    try:
+        return _Request.model_validate(document), binary
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors())
+        raise bad_request(f"the request is not a v2 inference request: {problems}") from None
+
+
+def _inputs(inputs: list[_Input], binary: memoryview) -> list[InputTensor]:
+    """Each input's data, from JSON `data` or from its slice of the binary tensor data."""
+    tensors, at = [], 0
+    for item in inputs:
+        parameters = dict(item.parameters)
+        size = parameters.pop(BINARY_SIZE, None)
+        if parameters:
+            raise bad_request(f"input {item.name}: unknown parameters {sorted(parameters)} (shared memory is not "
+                              "supported; send the data in the request)")
+        if size is not None:
+            if item.data is not None:
+                raise bad_request(f"input {item.name}: give its data in JSON or as binary data, not both")
+            if not isinstance(size, int) or size < 0 or at + size > len(binary):
+                raise bad_request(f"input {item.name}: {BINARY_SIZE} {size!r} does not fit the "
+                                  f"{len(binary) - at:,} bytes of binary data left")
+            raw, at = binary[at:at + size], at + size
+            data = split_bytes_elements(raw, item.name) if item.datatype == "BYTES" else \
+                np.frombuffer(raw, np.uint8) if item.datatype == "UINT8" else np.empty(0)
+        elif item.data is None:
+            raise bad_request(f"input {item.name}: no data (give `data`, or parameters.{BINARY_SIZE} and binary data)")
+        else:
+            data = _json_data(item)
+        tensors.append(InputTensor(item.name, item.datatype, item.shape, data))
+    if at != len(binary):
+        raise bad_request(f"{len(binary) - at:,} bytes of binary data follow the inputs' declared sizes")
+    return tensors
+
+
+def _json_data(item: _Input) -> list[bytes] | np.ndarray:
+    flat = list(_flatten(item.data))
+    if item.datatype == "BYTES":
+        if not all(isinstance(v, str) for v in flat):
+            raise bad_request(f"input {item.name}: BYTES data in JSON must be strings (the images as base64)")
+        return [from_base64(v, item.name) for v in flat]
+    if item.datatype == "UINT8":
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in flat):
+            raise bad_request(f"input {item.name}: UINT8 data must be integers 0..255")
+        return np.array(flat, dtype=np.uint8)
+    return np.empty(0)  # refused by read_images, which names the datatypes accepted
+
+
+def _flatten(data: list):
+    for value in data:
+        if isinstance(value, list):
+            yield from _flatten(value)
+        else:
+            yield value
+
+
+def _answer(name: str, body: _Request, tensors: list[OutputTensor], binary_output: bool) -> Response:
+    """JSON outputs, or binary tensor data where asked for (per output, or `binary_data_output`)."""
+    asked = {o.name: o.parameters for o in body.outputs or []}
+    outputs, chunks = [], []
+    for tensor in tensors:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        if asked.get(tensor.name, {}).get("binary_data", binary_output):
+            raw = tensor.array.astype(tensor.array.dtype.newbyteorder("<"), copy=False).tobytes()
+            entry["parameters"] = {BINARY_SIZE: len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = tensor.array.ravel().tolist()
+        outputs.append(entry)
+    document = {"model_name": name, "model_version": VERSION, **({"id": body.id} if body.id else {}),
+                "outputs": outputs}
+    header = json.dumps(document, separators=(",", ":")).encode()
+    if not chunks:
+        return Response(header, media_type="application/json")
+    return Response(b"".join([header, *chunks]), media_type="application/octet-stream",
+                    headers={HEADER_LENGTH: str(len(header))})
