@@ -21,7 +21,7 @@ from service.metrics import ServiceMetrics
 from service.model_pool import ModelPool
 from service.model_specs import load_models_file
 from service.oip import grpc_server
-from service.routes import attention, health, metrics, models, oip, segment, ui
+from service.routes import attention, health, hf_segmentation, metrics, models, oip, segment, ui
 from service.settings import Settings, get_settings
 from service.upload_limit import UploadLimitMiddleware
 
@@ -63,9 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # default pages load it from a CDN and are blank on air-gapped hosts.
     app = FastAPIOffline(title="Segmenter", version=__version__, lifespan=lifespan,
                          description="Semantic segmentation with Segmenter (Strudel et al., ICCV 2021). "
-                         "POST an image to /segment; see /models for the models served. The Open Inference Protocol (KServe "
-                         "v2) is under /v2 (and over gRPC), Hugging Face's image-segmentation API under "
-                         "/models/{name}/image-segmentation.")
+                         "POST an image to /segment; see /models for the models served. The Open Inference "
+                         "Protocol (KServe v2) is under /v2 (and over gRPC), Hugging Face's image-segmentation "
+                         "API under /models/{name}/image-segmentation.")
     app.state.settings, app.state.metrics, app.state.pool = settings, service_metrics, pool
     install_error_handlers(app)
     # The byte limit is enforced while the body arrives, not only from Content-Length.
@@ -73,6 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            expose_headers=["X-Segmenter-Model", "X-Segmenter-Classes", "Server-Timing"])
-    for module in (segment, attention, models, health, metrics, ui, oip):
+    for module in (segment, attention, models, health, metrics, ui, oip, hf_segmentation):
         app.include_router(module.router)
     return app
