@@ -122,6 +122,8 @@ async def _in_thread(executor: Executor, abort: Abort, fn: Callable[..., T], *ar
         if not abort():
             abort.set("cancelled")  # e.g. the server is shutting down
         await asyncio.wait({future})  # the thread stops at its next check
+        if not future.cancelled():
+            future.exception()  # its Cancelled, retrieved: the request's cancellation is what goes on
         raise
 
 
