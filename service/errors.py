@@ -45,6 +45,17 @@ def error_body(status: int, code: str, message: str, **extra) -> dict:
     return {"error": {"status": status, "code": code, "message": message, **extra}}
 
 
+def speaks_plain_errors(path: str) -> bool:
+    """Routes whose clients expect their protocol's error shape, `{"error": "<message>"}`: the
+    Open Inference Protocol (/v2) and Hugging Face's image-segmentation API."""
+    return path == "/v2" or path.startswith("/v2/") or path.endswith("/image-segmentation")
+
+
+def error_json(path: str, status: int, code: str, message: str, **extra) -> dict:
+    """The error body for a request to `path`: the protocol's own shape where it has one."""
+    return {"error": message} if speaks_plain_errors(path) else error_body(status, code, message, **extra)
+
+
 def too_large_message(limit: int) -> str:
     return f"the request body is larger than {limit:,} bytes (SEGMENTER_MAX_UPLOAD_BYTES); send a smaller image"
 
@@ -52,7 +63,8 @@ def too_large_message(limit: int) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.code, exc.message), exc.status, headers=exc.headers)
+        return JSONResponse(error_json(request.url.path, exc.status, exc.code, exc.message), exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -63,11 +75,11 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (f"{message.rstrip('.')}: the body is not well-formed multipart/form-data (or a part header, "
                        "such as the filename, is too long); send the image as the form field `image`")
         code = STATUS_CODES.get(exc.status_code, "error")
-        return JSONResponse(error_body(exc.status_code, code, message), exc.status_code,
+        return JSONResponse(error_json(request.url.path, exc.status_code, code, message), exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        return JSONResponse(error_body(422, "invalid_parameters", summary, problems=problems), 422)
+        return JSONResponse(error_json(request.url.path, 422, "invalid_parameters", summary, problems=problems), 422)

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body, too_large_message
+from service.errors import error_json, too_large_message
 
 
 class BodyTooLarge(HTTPException):
@@ -31,8 +31,8 @@ class UploadLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse(error_body(413, "content_too_large", too_large_message(self.max_bytes)), 413,
-                                    headers={"Connection": "close"})
+            body = error_json(scope["path"], 413, "content_too_large", too_large_message(self.max_bytes))
+            response = JSONResponse(body, 413, headers={"Connection": "close"})
             await response(scope, receive, send)
             return
         received = 0

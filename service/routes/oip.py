@@ -44,7 +44,7 @@ BINARY_SIZE = "binary_data_size"
 
 
 def v2_error(exc: ServiceError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+    return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)  # errors.error_json's shape
 
 
 @router.get("", summary="Server metadata")

@@ -275,3 +275,27 @@ def test_a_grpc_client_that_disconnects_takes_its_windows_out_of_the_queue(check
             client.close()
         assert seen == [1]  # only the held request's window ever ran
         assert _requests_counted(server, "v2_grpc", "499") == 1
+
+
+def test_a_body_over_the_upload_limit_is_refused_in_each_protocol_s_terms(checkpoints, tmp_path):
+    models = write_models(tmp_path, standard_entries(checkpoints))
+    port = free_port()
+    limit = 80_000
+    app = create_app(make_settings(models, fail_fast=True, grpc_port=port, max_upload_bytes=limit))
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # 270 kB as PNG
+    small = random_image(64, 64, seed=14)
+    with LiveServer(app) as server:
+        clients = [Triton("http", triton_http, triton_http.InferenceServerClient(server.url.removeprefix("http://"))),
+                   Triton("grpc", triton_grpc, triton_grpc.InferenceServerClient(f"127.0.0.1:{port}"))]
+        for triton in clients:
+            with pytest.raises(InferenceServerException) as error:
+                triton.infer("tiny-16", png_batch(noise))
+            if triton.protocol == "http":  # v2's error shape: {"error": "<message>"}
+                assert error.value.status() == "413" and "SEGMENTER_MAX_UPLOAD_BYTES" in error.value.message()
+            else:  # gRPC refuses the message itself
+                assert error.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+            np.testing.assert_array_equal(triton.infer("tiny-16", png_batch(small)).as_numpy("class_ids")[0],
+                                          segment_mask(server, encode(small), model="tiny-16"))
+            triton.client.close()
+        raw = httpx.post(server.url + "/v2/models/tiny-16/infer", content=b"x" * (limit + 1), timeout=60)
+        assert raw.status_code == 413 and isinstance(raw.json()["error"], str)  # not /segment's error object
