@@ -1,5 +1,6 @@
 """deploy/kubernetes: every kustomization builds, passes the Kubernetes schema check, and says
-what the service actually does — its port, probe paths, settings, models files and metric.
+what the service actually does — its ports, probe paths, settings, models files and metric.
+(The KServe InferenceService: test_kserve.py.)
 
 Needs `kubectl` (kustomize built in) or `kustomize` on PATH; CI sets SEGMENTER_REQUIRE_KUSTOMIZE=1
 so a missing binary fails instead of skipping.
@@ -50,10 +51,11 @@ def _by_kind(docs: list[dict]) -> dict[str, dict]:
     return {doc["kind"]: doc for doc in docs}
 
 
-CUSTOM_RESOURCES = ("monitoring.coreos.com/",)  # Prometheus Operator kinds: no upstream schema; checked below
+# Kinds with no upstream schema: the Prometheus Operator's (checked below) and KServe's (test_kserve.py).
+CUSTOM_RESOURCES = ("monitoring.coreos.com/", "serving.kserve.io/")
 
 
-@pytest.mark.parametrize("folder", ["base", *OVERLAYS, "monitoring", "training"])
+@pytest.mark.parametrize("folder", ["base", *OVERLAYS, "monitoring", "training", "kserve/rest", "kserve/grpc"])
 def test_every_kustomization_builds_and_passes_the_schema_check(folder):
     import kubernetes_validate
 
@@ -70,11 +72,14 @@ def test_port_probes_and_settings_are_the_services(overlay):
     deployment, service = resources["Deployment"], resources["Service"]
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
-    # The port the image's entrypoint listens on (docker/Dockerfile*: segmenter serve --port 8000).
+    # The ports the image's entrypoint listens on (docker/Dockerfile*: segmenter serve --host 0.0.0.0
+    # --port 8000; the v2 gRPC API on SEGMENTER_GRPC_PORT, on the same interfaces).
     for dockerfile in ("Dockerfile", "Dockerfile.cpu"):
-        assert '"--port", "8000"' in (ROOT / "docker" / dockerfile).read_text()
-    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
+        text = (ROOT / "docker" / dockerfile).read_text()
+        assert '"--host", "0.0.0.0", "--port", "8000"' in text and "EXPOSE 8000 8001" in text
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"},
+                                  {"name": "grpc", "containerPort": 8001, "protocol": "TCP"}]
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"http": "http", "grpc": "grpc"}
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8000"
     # Probes hit routes the app has: liveness the process, readiness the models.
     routes = set(create_app(Settings()).openapi()["paths"])
@@ -87,6 +92,9 @@ def test_port_probes_and_settings_are_the_services(overlay):
     assert {name for name in env if name.startswith("SEGMENTER_")} <= fields
     settings = Settings(**{name[len("SEGMENTER_"):].lower(): value for name, value in env.items()})
     assert str(settings.models) == "/etc/segmenter/models.yaml" and str(settings.cache_dir) == "/cache"
+    # gRPC listens on the `grpc` port, where HTTP does (the entrypoint's --host 0.0.0.0).
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.grpc_port == ports["grpc"] and "SEGMENTER_GRPC_HOST" not in env
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert "/etc/segmenter" in mounts and "/cache" in mounts and "/tmp" in mounts
     # Hardening, as the Docker image runs: non-root, read-only root filesystem, no privileges.

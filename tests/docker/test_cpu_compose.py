@@ -1,5 +1,5 @@
 """The CPU deployment, end to end: build the image, `docker compose up` the CPU variant, wait
-until healthy, segment an image, check /metrics counted it.
+until healthy, segment an image, check /metrics counted it and the v2 gRPC API answers.
 
 Runs when SEGMENTER_DOCKER_TEST=1 (`.ci/run` sets it). It starts a local engine with
 ../shared/docker/local-engine.sh (no registry here: the base image is a build arg); when no
@@ -20,10 +20,12 @@ import time
 import warnings
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from model import Predictor, load_segmenter
 from tests.service.conftest import encode
@@ -141,7 +143,8 @@ def test_gpu_compose_file_is_valid_and_reserves_a_gpu():
     assert device["driver"] == "nvidia" and device["count"] == 1 and device["capabilities"] == ["gpu"]
     assert service["healthcheck"]["test"][-1].endswith("/readyz', timeout=4)")
     assert service["restart"] == "unless-stopped" and service["read_only"] is True
-    assert [p["target"] for p in service["ports"]] == [8000]
+    assert [p["target"] for p in service["ports"]] == [8000, 8001]  # HTTP, the v2 gRPC API
+    assert "SEGMENTER_GRPC_PORT" not in service["environment"]  # gRPC on, at the image's 8001
     cpu = json.loads(_run(["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml", "config",
                            "--format", "json"], timeout=120).stdout)["services"]["segmenter"]
     assert "deploy" not in cpu or not cpu["deploy"].get("resources")  # the CPU variant asks for no GPU
@@ -167,8 +170,9 @@ def test_cpu_compose_serves_the_demo_models(base_image):
                   "-t", IMAGE, "."], timeout=1800)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
-    port = _free_port()
-    env = {**os.environ, "SEGMENTER_PORT": str(port), "BASE_IMAGE": base, "SEGMENTER_IMAGE": IMAGE}
+    port, grpc_port = _free_port(), _free_port()
+    env = {**os.environ, "SEGMENTER_PORT": str(port), "SEGMENTER_GRPC_PUBLISHED_PORT": str(grpc_port),
+           "BASE_IMAGE": base, "SEGMENTER_IMAGE": IMAGE}
     up = _run([*COMPOSE, "up", "-d", "--no-build"], timeout=300, env=env)
     assert up.returncode == 0, up.stderr
     try:
@@ -177,7 +181,7 @@ def test_cpu_compose_serves_the_demo_models(base_image):
         inspect = json.loads(_run(["docker", "inspect", container], timeout=30).stdout)[0]
         assert inspect["Config"]["User"] == "10001:10001"  # not root
         assert inspect["HostConfig"]["ReadonlyRootfs"] is True
-        assert list(inspect["Config"]["ExposedPorts"]) == ["8000/tcp"]
+        assert sorted(inspect["Config"]["ExposedPorts"]) == ["8000/tcp", "8001/tcp"]
 
         rgb, truth = render(320, np.random.default_rng(123))
         url = f"http://127.0.0.1:{port}"
@@ -193,5 +197,9 @@ def test_cpu_compose_serves_the_demo_models(base_image):
         assert (mask == truth).mean() > 0.9  # and a right one: the demo model knows these textures
         metrics = httpx.get(url + "/metrics", timeout=30).text
         assert 'segmenter_requests_total{model="demo-seg-t16",output="mask",status="200"} 1.0' in metrics
+        # The v2 gRPC API is on by default, on all interfaces, and published.
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=30).ready
     finally:
         _run([*COMPOSE, "down", "-v", "--remove-orphans"], timeout=300, env=env)
