@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,13 +80,34 @@ def _open(source: ImageSource, max_pixels: int | None) -> Iterator[Image.Image]:
         yield image
 
 
-def _oriented_size(image: Image.Image) -> tuple[int, int]:
+def _oriented_size(image: Image.Image, source: ImageSource) -> tuple[int, int]:
     width, height = image.size
     try:
-        orientation = image.getexif().get(0x0112)
+        if image.format == "PNG" and "exif" not in image.info:
+            orientation = _png_orientation(source)
+        else:
+            orientation = image.getexif().get(0x0112)
     except Exception:  # noqa: BLE001 - a broken EXIF block is ignored here as exif_transpose ignores it
         orientation = None
     return (width, height) if orientation in _SWAPS_SIDES else (height, width)
+
+
+def _png_orientation(source: ImageSource) -> int | None:
+    """The EXIF orientation of a PNG whose eXIf chunk, if any, comes after the image data (where
+    the PNG extensions allow it): found by walking the chunks, not by Pillow's `getexif`, which
+    decodes every pixel to get there (8 ms for a 640×480 PNG, seconds for a 40-MP one)."""
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as stream:
+        stream.seek(8)  # the signature
+        while len(header := stream.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"eXIf":
+                exif = Image.Exif()
+                exif.load(stream.read(length))
+                return exif.get(0x0112)
+            if kind == b"IEND":
+                break
+            stream.seek(length + 4, io.SEEK_CUR)  # the chunk's data and CRC
+    return None
 
 
 def list_images(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
@@ -107,7 +129,7 @@ def image_size(source: ImageSource, max_pixels: int | None = None) -> tuple[int,
     Raises ImageError for everything `read_image` refuses before decoding.
     """
     with _open(source, max_pixels) as image:
-        return _oriented_size(image)
+        return _oriented_size(image, source)
 
 
 def read_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from cli.main import main
 from model import image_size, read_image
@@ -65,3 +65,31 @@ def test_alpha_is_composited_over_white_and_exif_rotates():
     gray = read_image(FILES["gray16.png"])  # 16-bit v·257 rescaled back to v, not clipped at 255
     expected = np.asarray(Image.fromarray(random_image(70, 90, seed=31)).convert("L"))
     np.testing.assert_array_equal(gray, np.repeat(expected[..., None], 3, axis=2))
+
+
+def _png_with_orientation(rgb: np.ndarray, orientation: int, after_pixels: bool) -> bytes:
+    """A PNG whose eXIf chunk says `orientation`, before the image data (Pillow writes it there)
+    or moved after it, where the PNG extensions allow it too."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", exif=exif)
+    data = buffer.getvalue()
+    start = data.index(b"eXIf") - 4
+    end = start + 12 + int.from_bytes(data[start:start + 4], "big")
+    chunk, rest = data[start:end], data[:start] + data[end:]
+    if not after_pixels:
+        return data
+    iend = rest.index(b"IEND") - 4
+    return rest[:iend] + chunk + rest[iend:]
+
+
+@pytest.mark.parametrize("after_pixels", [False, True])
+def test_a_png_s_size_and_orientation_come_from_its_chunks_without_decoding(tmp_path, monkeypatch, after_pixels):
+    data = _png_with_orientation(random_image(30, 50, seed=32), 6, after_pixels)  # 6: rotated 90°
+    path = tmp_path / "rotated.png"
+    path.write_bytes(data)
+    assert read_image(data).shape == (50, 30, 3)
+    with monkeypatch.context() as patched:  # the header check decodes no pixel, wherever the eXIf chunk is
+        patched.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("image_size decoded the pixels"))
+        assert image_size(data) == image_size(path) == (50, 30)
