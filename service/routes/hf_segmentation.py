@@ -51,8 +51,18 @@ def _unprocessable(message: str) -> ServiceError:
     return ServiceError(422, "invalid_parameters", message)
 
 
+HF_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+RESPONSES = {code: {"description": text, "content": {"application/json": {"schema": HF_ERROR}}} for code, text in {
+    400: "corrupt, truncated or empty image, or a body that is not JSON", 404: "unknown model (the known ones listed)",
+    413: "body over the byte limit, image over the pixel limit, or too many sliding windows",
+    415: "not an image, an unsupported format, or more than one frame",
+    422: "unknown or unsupported parameters, or a JSON body of the wrong shape (each named)",
+    503: "model loading or failed, queue full, or its batch failed (Retry-After)",
+    504: "request took longer than the timeout"}.items()}
+
+
 @router.post("/models/{model}/image-segmentation", summary="Segment an image (Hugging Face task API)",
-             description=DESCRIPTION, response_class=JSONResponse)
+             description=DESCRIPTION, response_class=JSONResponse, responses=RESPONSES)
 async def image_segmentation(model: str, request: Request) -> Response:
     state = request.app.state
     settings, metrics = state.settings, state.metrics

@@ -47,6 +47,21 @@ def v2_error(exc: ServiceError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)  # errors.error_json's shape
 
 
+V2_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_ERRORS = {400: "a request that is not a v2 request for this model: tensors, datatypes, shapes, parameters (named)",
+           404: "unknown model or version (the known ones are listed)",
+           413: "body over the byte limit, image over the pixel limit, or too many sliding windows",
+           415: "not an image, an unsupported format, or more than one frame",
+           503: "model loading or failed, queue full, or its batch failed (Retry-After)",
+           504: "request took longer than its timeout"}
+
+
+def _errors(*codes: int) -> dict[int, dict]:
+    """OpenAPI: the v2 errors a route answers, each `{"error": "<message>"}`."""
+    return {code: {"description": _ERRORS[code], "content": {"application/json": {"schema": V2_ERROR}}}
+            for code in codes}
+
+
 @router.get("", summary="Server metadata")
 async def server() -> dict:
     return server_metadata()
@@ -57,23 +72,43 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Readiness: every model loaded (503 until then)")
+@router.get("/health/ready", summary="Readiness: every model loaded",
+            responses={503: {"description": "some model is loading or failed"}})
 async def ready(pool: PoolDep) -> JSONResponse:
     return JSONResponse({"ready": pool.all_ready}, 200 if pool.all_ready else 503)
 
 
-@router.get("/models/{model}", summary="Model metadata")
-@router.get("/models/{model}/versions/{version}", summary="Model metadata")
-async def metadata(model: str, pool: PoolDep, version: str | None = None) -> JSONResponse:
+@router.get("/models/{model}", summary="Model metadata", responses=_errors(404, 503))
+async def metadata(model: str, pool: PoolDep) -> JSONResponse:
+    return _metadata(pool, model, None)
+
+
+@router.get("/models/{model}/versions/{version}", summary="Model metadata", responses=_errors(404, 503))
+async def version_metadata(model: str, version: str, pool: PoolDep) -> JSONResponse:
+    return _metadata(pool, model, version)
+
+
+def _metadata(pool, model: str, version: str | None) -> JSONResponse:
     try:
         return JSONResponse(model_metadata(find_model(pool, model, version)))
     except ServiceError as exc:
         return v2_error(exc)
 
 
-@router.get("/models/{model}/ready", summary="Model readiness (503 while it loads or if it failed)")
-@router.get("/models/{model}/versions/{version}/ready", summary="Model readiness")
-async def model_ready(model: str, pool: PoolDep, version: str | None = None) -> JSONResponse:
+READY_RESPONSES = {**_errors(404), 503: {"description": "the model is loading or failed: `ready` is false"}}
+
+
+@router.get("/models/{model}/ready", summary="Model readiness", responses=READY_RESPONSES)
+async def model_ready(model: str, pool: PoolDep) -> JSONResponse:
+    return _ready(pool, model, None)
+
+
+@router.get("/models/{model}/versions/{version}/ready", summary="Model readiness", responses=READY_RESPONSES)
+async def version_ready(model: str, version: str, pool: PoolDep) -> JSONResponse:
+    return _ready(pool, model, version)
+
+
+def _ready(pool, model: str, version: str | None) -> JSONResponse:
     try:
         served = find_model(pool, model, version)
     except ServiceError as exc:
@@ -110,10 +145,25 @@ INFER_DESCRIPTION = ("One input, `image`: BYTES [N] (encoded images; as binary t
                      "`confidence`. Parameters: `scale`, `multiscale`, `classes`, as for POST /segment.")
 
 
-@router.post("/models/{model}/infer", summary="Segment images (v2 inference)", description=INFER_DESCRIPTION)
+INFER_RESPONSES = {200: {"description": "the outputs: JSON, or JSON followed by binary tensor data (its length in "
+                         "the Inference-Header-Content-Length header)",
+                         "content": {"application/json": {}, "application/octet-stream": {}}},
+                   **_errors(400, 404, 413, 415, 503, 504)}
+
+
+@router.post("/models/{model}/infer", summary="Segment images (v2 inference)", description=INFER_DESCRIPTION,
+             responses=INFER_RESPONSES)
+async def infer_http(model: str, request: Request) -> Response:
+    return await _infer(model, None, request)
+
+
 @router.post("/models/{model}/versions/{version}/infer", summary="Segment images (v2 inference)",
-             description=INFER_DESCRIPTION)
-async def infer_http(model: str, request: Request, version: str | None = None) -> Response:
+             description=INFER_DESCRIPTION, responses=INFER_RESPONSES)
+async def version_infer(model: str, version: str, request: Request) -> Response:
+    return await _infer(model, version, request)
+
+
+async def _infer(model: str, version: str | None, request: Request) -> Response:
     state = request.app.state
     try:
         body = _decompressed(await request.body(), request.headers.get("content-encoding"),

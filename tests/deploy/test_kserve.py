@@ -21,7 +21,7 @@ from service.cli import graceful_shutdown_s, serve
 from service.main import create_app
 from service.model_specs import ModelsFile
 from service.settings import Settings
-from tests.deploy.test_kubernetes import DEPLOY, KUBERNETES_VERSION, _by_kind, _kustomize
+from testkit.kubernetes_manifests import DEPLOY, KUBERNETES_VERSION, by_kind, kustomize
 
 # Each folder and the port name Knative routes it by: http1 (HTTP/1.1) or h2c (HTTP/2, gRPC).
 VARIANTS = {"kserve/rest": "http1", "kserve/grpc": "h2c"}
@@ -46,7 +46,7 @@ PROBES = {"startupProbe": "/v2/health/live", "livenessProbe": "/v2/health/live",
 
 def _predictor(folder: str) -> tuple[dict, dict]:
     """The built InferenceService's predictor and its one container."""
-    predictor = _by_kind(_kustomize(DEPLOY / folder))["InferenceService"]["spec"]["predictor"]
+    predictor = by_kind(kustomize(DEPLOY / folder))["InferenceService"]["spec"]["predictor"]
     (container,) = predictor["containers"]
     return predictor, container
 
@@ -59,7 +59,7 @@ def _settings(container: dict) -> tuple[dict, Settings]:
 
 @pytest.mark.parametrize("folder", VARIANTS)
 def test_the_predictor_is_a_pod_spec_that_passes_the_schema_check(folder):
-    isvc = _by_kind(_kustomize(DEPLOY / folder))["InferenceService"]
+    isvc = by_kind(kustomize(DEPLOY / folder))["InferenceService"]
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and set(isvc["spec"]) == {"predictor"}
     predictor = isvc["spec"]["predictor"]
     pod_spec = {name: value for name, value in predictor.items() if name not in KSERVE_COMPONENT_FIELDS}
@@ -115,13 +115,13 @@ def test_the_declared_port_is_the_one_the_service_listens_on(folder):
 
 @pytest.mark.parametrize("folder", VARIANTS)
 def test_settings_models_and_timeouts_are_the_deployments(folder):
-    resources = _by_kind(_kustomize(DEPLOY / folder))
+    resources = by_kind(kustomize(DEPLOY / folder))
     predictor, container = _predictor(folder)
     env, settings = _settings(container)
     # Every SEGMENTER_* variable is a setting; the values parse and are the Deployment's.
     fields = {f"SEGMENTER_{name.upper()}" for name in Settings.model_fields}
     assert {name for name in env if name.startswith("SEGMENTER_")} <= fields
-    cpu = _by_kind(_kustomize(DEPLOY / "overlays/cpu"))
+    cpu = by_kind(kustomize(DEPLOY / "overlays/cpu"))
     (deployed,) = cpu["Deployment"]["spec"]["template"]["spec"]["containers"]
     _, deployed_settings = _settings(deployed)
     assert settings.model_dump(exclude={"grpc_port"}) == deployed_settings.model_dump(exclude={"grpc_port"})
@@ -132,7 +132,7 @@ def test_settings_models_and_timeouts_are_the_deployments(folder):
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts[str(settings.models.parent)] == "models" and settings.models.name in configmap["data"]
     models = ModelsFile.model_validate(yaml.safe_load(configmap["data"][settings.models.name]))
-    base = _by_kind(_kustomize(DEPLOY / "base"))["ConfigMap"]
+    base = by_kind(kustomize(DEPLOY / "base"))["ConfigMap"]
     assert models == ModelsFile.model_validate(yaml.safe_load(base["data"]["models.yaml"]))
     assert mounts[str(settings.cache_dir)] == "cache" and mounts["/tmp"] == "tmp"
     # Hardening, as the Docker image runs.

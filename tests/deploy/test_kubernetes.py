@@ -9,9 +9,6 @@ so a missing binary fails instead of skipping.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,32 +20,17 @@ from service.main import create_app
 from service.metrics import ServiceMetrics
 from service.model_specs import ZOO_PREFIX, ModelsFile
 from service.settings import Settings
+from testkit.kubernetes_manifests import DEPLOY, KUBERNETES_VERSION, by_kind, kustomize
 from training.config import load_config
 from training.stop_signals import EXIT_INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ["overlays/gpu", "overlays/cpu"]
-KUBERNETES_VERSION = "1.30.0"  # the oldest version still maintained upstream when this was written
 
 
 @functools.cache  # one build per folder for the whole module; callers only read the result
 def _kustomize(folder: Path) -> list[dict]:
-    if shutil.which("kustomize"):
-        command = ["kustomize", "build", str(folder)]
-    elif shutil.which("kubectl"):
-        command = ["kubectl", "kustomize", str(folder)]
-    else:
-        if os.environ.get("SEGMENTER_REQUIRE_KUSTOMIZE") == "1":
-            pytest.fail("neither kustomize nor kubectl is on PATH")
-        pytest.skip("neither kustomize nor kubectl is on PATH")
-    built = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert built.returncode == 0, built.stderr
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
-def _by_kind(docs: list[dict]) -> dict[str, dict]:
-    return {doc["kind"]: doc for doc in docs}
+    return kustomize(folder)
 
 
 # Kinds with no upstream schema: the Prometheus Operator's (checked below) and KServe's (test_kserve.py).
@@ -68,7 +50,7 @@ def test_every_kustomization_builds_and_passes_the_schema_check(folder):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_port_probes_and_settings_are_the_services(overlay):
-    resources = _by_kind(_kustomize(DEPLOY / overlay))
+    resources = by_kind(_kustomize(DEPLOY / overlay))
     deployment, service = resources["Deployment"], resources["Service"]
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
@@ -125,7 +107,7 @@ def test_port_probes_and_settings_are_the_services(overlay):
 
 @pytest.mark.parametrize("overlay, source", [("overlays/gpu", "ade20k.yaml"), ("overlays/cpu", "ade20k-cpu.yaml")])
 def test_the_models_file_is_valid_and_names_registry_checkpoints(overlay, source):
-    resources = _by_kind(_kustomize(DEPLOY / overlay))
+    resources = by_kind(_kustomize(DEPLOY / overlay))
     configmap = resources["ConfigMap"]
     pod = resources["Deployment"]["spec"]["template"]["spec"]
     assert {"name": "models", "configMap": {"name": configmap["metadata"]["name"]}} in pod["volumes"]
@@ -139,13 +121,13 @@ def test_the_models_file_is_valid_and_names_registry_checkpoints(overlay, source
 
 
 def test_the_autoscaler_reads_a_metric_the_service_exports_through_the_adapter_rule():
-    base = _by_kind(_kustomize(DEPLOY / "base"))
+    base = by_kind(_kustomize(DEPLOY / "base"))
     (metric,) = base["HorizontalPodAutoscaler"]["spec"]["metrics"]
     name = metric["pods"]["metric"]["name"]
     exported = {m.name for m in ServiceMetrics().registry.collect()}
     assert name in exported
     # Prometheus scrapes the pods (PodMonitor) ...
-    monitor = _by_kind(_kustomize(DEPLOY / "monitoring"))["PodMonitor"]
+    monitor = by_kind(_kustomize(DEPLOY / "monitoring"))["PodMonitor"]
     pod = base["Deployment"]["spec"]["template"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
@@ -160,7 +142,7 @@ def test_the_autoscaler_reads_a_metric_the_service_exports_through_the_adapter_r
 
 @pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
 def test_the_autoscaler_adds_pods_before_a_model_queue_is_full(overlay):
-    resources = _by_kind(_kustomize(DEPLOY / overlay))
+    resources = by_kind(_kustomize(DEPLOY / overlay))
     (metric,) = resources["HorizontalPodAutoscaler"]["spec"]["metrics"]
     target = float(metric["pods"]["target"]["averageValue"])
     (container,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
@@ -173,7 +155,7 @@ def test_the_autoscaler_adds_pods_before_a_model_queue_is_full(overlay):
 
 
 def test_the_base_models_file_serves_the_bundled_demo_from_the_image():
-    configmap = _by_kind(_kustomize(DEPLOY / "base"))["ConfigMap"]
+    configmap = by_kind(_kustomize(DEPLOY / "base"))["ConfigMap"]
     models = ModelsFile.model_validate(yaml.safe_load(configmap["data"]["models.yaml"]))
     dockerfile = (ROOT / "docker" / "Dockerfile.cpu").read_text()
     assert "cp -r /src/models /opt/segmenter/models" in dockerfile
@@ -183,7 +165,7 @@ def test_the_base_models_file_serves_the_bundled_demo_from_the_image():
 
 
 def test_the_training_job_resumes_in_every_replacement_pod(tmp_path):
-    resources = _by_kind(_kustomize(DEPLOY / "training"))
+    resources = by_kind(_kustomize(DEPLOY / "training"))
     job, config_map = resources["Job"], resources["ConfigMap"]
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
