@@ -43,9 +43,11 @@ def serve(args: argparse.Namespace) -> int:
 
     if args.models:
         os.environ["SEGMENTER_MODELS"] = str(args.models)  # read by each worker's Settings
-    # gRPC listens where HTTP does, unless told otherwise. Each worker binds the gRPC port itself
-    # (gRPC sets SO_REUSEPORT: the kernel spreads connections over the workers).
+    # gRPC listens where HTTP does, unless told otherwise. Each worker binds the gRPC port itself,
+    # sharing it (SO_REUSEPORT: the kernel spreads connections over the workers).
     os.environ.setdefault("SEGMENTER_GRPC_HOST", args.host)
+    if args.workers > 1:
+        os.environ["SEGMENTER_GRPC_REUSE_PORT"] = "true"
     settings = Settings()
     models = load_models_file(settings.models)  # a bad models file stops here, with one message, not in each worker
     for spec in models.models:  # so does a device this machine lacks (a worker would only mark the model failed)

@@ -40,15 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         app.state.abandoned = set()  # tasks of requests that ended early, stopping in the background
-        # gRPC listens before the models load, as HTTP does: its health RPCs answer at once.
-        grpc = await grpc_server.start(app.state, settings.grpc_host, settings.grpc_port) if settings.grpc_port \
-            else None
-        if settings.fail_fast:
-            await pool.load_all()  # raises: uvicorn reports it and exits
-            loading = None
-        else:
-            loading = asyncio.create_task(pool.load_all(), name="load-models")
+        grpc, loading = None, None
         try:
+            # gRPC listens before the models load, as HTTP does: its health RPCs answer at once.
+            if settings.grpc_port:
+                grpc = await grpc_server.start(app.state, settings.grpc_host, settings.grpc_port)
+            if settings.fail_fast:
+                await pool.load_all()  # raises: uvicorn reports it and exits
+            else:
+                loading = asyncio.create_task(pool.load_all(), name="load-models")
             yield
         finally:
             if loading is not None and not loading.done():

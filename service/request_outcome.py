@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.batcher import BatchFailed, QueueFull
 from service.errors import STATUS_CODES, ServiceError, error_body
@@ -83,6 +84,9 @@ def recorded(metrics: ServiceMetrics, output: str, retry_after: int) -> Iterator
         raise
     except RequestValidationError:
         outcome.status = 422
+        raise
+    except StarletteHTTPException as exc:  # e.g. the body over the upload limit while it arrives: 413
+        outcome.status = exc.status_code
         raise
     except QueueFull as exc:
         outcome.status = 503

@@ -121,9 +121,7 @@ async def _in_thread(executor: Executor, abort: Abort, fn: Callable[..., T], *ar
     except asyncio.CancelledError:
         if not abort():
             abort.set("cancelled")  # e.g. the server is shutting down
-        await asyncio.wait({future})  # the thread stops at its next check
-        if not future.cancelled():
-            future.exception()  # its Cancelled, retrieved: the request's cancellation is what goes on
+        await _until_done([future])  # the thread stops at its next check, however often we are cancelled
         raise
 
 
@@ -145,10 +143,18 @@ async def segment(served: ServedModel, image: Image, options: SegmentOptions, ex
         cost = image_cost(predictor, size_of(image, max_pixels), options)
     try:
         async with served.admission.reserve(cost.bytes):
-            return await _run(served, predictor, image, options, executor, max_pixels, abort, cost, confidence)
+            return await _segment_reserved(served, image, options, executor, max_pixels, abort, metrics, confidence,
+                                           cost)
     except (Cancelled, asyncio.CancelledError):
         metrics.cancelled.labels(model=served.spec.name, reason=abort.reason, stage=abort.stage).inc()
         raise
+
+
+async def _segment_reserved(served: ServedModel, image: Image, options: SegmentOptions, executor: Executor,
+                            max_pixels: int, abort: Abort, metrics: ServiceMetrics, confidence: bool,
+                            cost: WindowCost) -> Segmentation:
+    """`segment` once the image's memory is reserved (by it, or for a whole batch by `segment_all`)."""
+    return await _run(served, served.loaded.predictor, image, options, executor, max_pixels, abort, cost, confidence)
 
 
 def image_cost(predictor: Predictor, size: tuple[int, int], options: SegmentOptions) -> WindowCost:
@@ -187,31 +193,57 @@ class ClientGone(Exception):
 
 
 async def segment_all(served: ServedModel, images: list[Image], options: SegmentOptions, executor: Executor,
-                      max_pixels: int, aborts: list[Abort], metrics: ServiceMetrics,
-                      confidence: bool = False) -> list[Segmentation]:
-    """Segment a batch of images sent in one request: each its own `segment` (its own memory
-    reservation), all their windows in the model's queue at once. The window limit holds for the
-    request as a whole (413); if one image fails, the others stop and the request fails with it.
-    `aborts`: one per image."""
-    predictor = served.loaded.predictor if served.loaded else None
-    if predictor is None:
+                      max_pixels: int, aborts: list[Abort], metrics: ServiceMetrics, confidence: bool = False,
+                      sizes: list[tuple[int, int]] | None = None) -> list[Segmentation]:
+    """Segment a batch of images sent in one request: all their windows in the model's queue at
+    once. The request is admitted as a whole: its memory reserved once for all its images, its
+    windows within the per-request limit and the model's queue (413 beyond: it could never run);
+    if one image fails, the others stop and the request fails with it. `aborts`: one per image;
+    `sizes`: their (H, W) when the caller has read them already."""
+    if served.loaded is None or served.batcher is None or served.admission is None:
         raise ServiceError(503, "unavailable", f"model {served.spec.name!r} is not ready")
-    costs = [image_cost(predictor, size_of(image, max_pixels), options) for image in images]
-    windows = sum(cost.windows for cost in costs)
-    if len(images) > 1 and predictor.max_windows is not None and windows > predictor.max_windows:
-        raise ServiceError(413, "too_many_windows", f"the {len(images)} images need {windows} sliding windows; the "
-                           f"limit per request is {predictor.max_windows} (SEGMENTER_MAX_WINDOWS_PER_REQUEST): send "
-                           "fewer images per request, or smaller ones")
-    tasks = [asyncio.ensure_future(segment(served, image, options, executor, max_pixels, abort, metrics,
-                                           confidence=confidence, cost=cost))
-             for image, abort, cost in zip(images, aborts, costs, strict=True)]
+    predictor = served.loaded.predictor
+    sizes = sizes or [size_of(image, max_pixels) for image in images]
+    costs = [image_cost(predictor, size, options) for size in sizes]
+    if len(images) > 1:
+        windows, limit = sum(cost.windows for cost in costs), predictor.max_windows
+        for what, most in (("limit per request", limit), ("model's queue", served.batcher.max_queue_windows)):
+            if most is not None and windows > most:
+                raise ServiceError(413, "too_many_windows", f"the {len(images)} images need {windows} sliding "
+                                   f"windows; the {what} is {most} (SEGMENTER_MAX_WINDOWS_PER_REQUEST, "
+                                   "SEGMENTER_MAX_QUEUE_WINDOWS): send fewer images per request, or smaller ones")
+    tasks = []
     try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:  # one failed (or the request ended): stop the others, and wait for them to stop
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async with served.admission.reserve(sum(cost.bytes for cost in costs)):
+            tasks = [asyncio.ensure_future(_segment_reserved(served, image, options, executor, max_pixels, abort,
+                                                             metrics, confidence, cost))
+                     for image, abort, cost in zip(images, aborts, costs, strict=True)]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for task in tasks:  # one failed (or the request ended): stop the others, wait until they have
+                    task.cancel()
+                await _until_done(tasks)
+                raise
+    except (Cancelled, asyncio.CancelledError):
+        abort = aborts[0]  # one request, counted once
+        metrics.cancelled.labels(model=served.spec.name, reason=abort.reason, stage=abort.stage).inc()
         raise
+
+
+async def _until_done(tasks: list[asyncio.Future]) -> None:
+    """Wait until every task has finished, even if this coroutine is cancelled meanwhile: their
+    threads must stop before the request's memory reservation is released."""
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            pass
+        pending = [task for task in pending if not task.done()]
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the request's own error is what goes on
 
 
 async def segment_or_give_up(work: Awaitable[T], aborts: list[Abort], settings: Settings,

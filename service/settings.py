@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     grpc_port: int = Field(8001, ge=0, le=65535, description="port of the v2 gRPC API (Triton's default); 0: off")
     grpc_host: str = Field("127.0.0.1", description="interface of the gRPC API (`segmenter serve --host` sets it "
                            "unless this variable is set)")
+    grpc_reuse_port: bool = Field(False, description="share the gRPC port between processes (set by `segmenter "
+                                  "serve --workers N`: each worker binds it)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from browsers")
 
 

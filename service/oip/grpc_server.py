@@ -11,6 +11,7 @@ handler, which withdraws its windows and stops its threads as `/segment` does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -21,7 +22,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from service.errors import ServiceError
 from service.oip.infer import infer
 from service.oip.metadata import EXTENSIONS, SERVER_NAME, VERSION, find_model, model_metadata, server_metadata
-from service.oip.tensors import InputTensor, bad_request, read_request, split_bytes_elements
+from service.oip.tensors import InputTensor, OutputTensor, V2Request, bad_request, read_request, split_bytes_elements
 
 log = logging.getLogger("segmenter.service")
 
@@ -65,17 +66,22 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             inputs=[tensors(**t) for t in metadata["inputs"]], outputs=[tensors(**t) for t in metadata["outputs"]])
 
     async def ModelInfer(self, request, context):
+        async def read():  # parsed off the event loop, counted and timed by `infer`
+            return await asyncio.get_running_loop().run_in_executor(self.state.executor, _read, request)
+
         try:
-            name, _, tensors = await infer(self.state, request.model_name, request.model_version,
-                                           lambda: _read(request), "v2_grpc")
+            return await infer(self.state, request.model_name, request.model_version, read, _answer, "v2_grpc")
         except ServiceError as exc:
             await context.abort(STATUS.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
-        response = service_pb2.ModelInferResponse(model_name=name, model_version=VERSION, id=request.id)
-        for tensor in tensors:
-            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            response.raw_output_contents.append(tensor.array.astype(tensor.array.dtype.newbyteorder("<"),
-                                                                    copy=False).tobytes())
-        return response
+
+
+def _answer(name: str, request: V2Request, tensors: list[OutputTensor]) -> service_pb2.ModelInferResponse:
+    response = service_pb2.ModelInferResponse(model_name=name, model_version=VERSION, id=request.id)
+    for tensor in tensors:
+        response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        response.raw_output_contents.append(tensor.array.astype(tensor.array.dtype.newbyteorder("<"),
+                                                                copy=False).tobytes())
+    return response
 
 
 async def _or_abort(context, fn, *args):
@@ -120,7 +126,9 @@ def _read(request: service_pb2.ModelInferRequest):
             data = np.empty(0)  # refused by read_images, which names the datatypes accepted
         inputs.append(InputTensor(tensor.name, tensor.datatype, list(tensor.shape), data))
     parameters = {name: _parameter(value) for name, value in request.parameters.items()}
-    return read_request(inputs, parameters, outputs or None)
+    v2_request = read_request(inputs, parameters, outputs or None)
+    v2_request.id = request.id
+    return v2_request
 
 
 async def start(state: Any, host: str, port: int) -> grpc.aio.Server:
@@ -129,6 +137,9 @@ async def start(state: Any, host: str, port: int) -> grpc.aio.Server:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", settings.max_upload_bytes + MESSAGE_OVERHEAD),
         ("grpc.max_send_message_length", -1),  # answers are as large as the images
+        # Off, so a port another process holds is an error, not silently shared; on only for the
+        # workers of one `segmenter serve --workers N`, which all bind it.
+        ("grpc.so_reuseport", 1 if settings.grpc_reuse_port else 0),
     ])
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(state), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

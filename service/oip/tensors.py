@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,8 @@ class V2Request:
     outputs: tuple[str, ...]
     batch_shape: list[int]  # the answer's leading dimensions: [N] for BYTES [N], [] for pixels [H,W,3]
     timeout_s: float | None = None  # the client's own deadline
-    extra: dict[str, Any] = field(default_factory=dict)  # transport parameters (binary_data_output)
+    json_outputs: tuple[str, ...] = ()  # the outputs to be answered as JSON numbers (HTTP), not binary
+    id: str = ""  # the client's request id, echoed
 
 
 def class_ids_datatype(metadata: ModelMetadata) -> str:
@@ -98,7 +100,7 @@ def read_images(tensor: InputTensor) -> tuple[list[Image], list[int]]:
     if tensor.datatype == "UINT8":
         if len(shape) not in (3, 4) or shape[-1] != 3:
             raise bad_request(f"input {INPUT}: UINT8 shape must be [H,W,3] or [N,H,W,3] (RGB pixels), not {shape}")
-        count = int(np.prod(shape))
+        count = math.prod(shape)  # Python ints: a huge shape must not wrap around
         if tensor.data.size != count:
             raise bad_request(f"input {INPUT}: shape {shape} needs {count:,} bytes of pixels; the data holds "
                               f"{tensor.data.size:,}")

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from model import ModelMetadata
 from model.options import SegmentOptions
-from model.outputs import class_segments, keep_only, png_bytes, selected_confidence
+from model.outputs import class_segments, keep_only, not_selected, png_bytes, selected_confidence
 from service.errors import ServiceError
 from service.request_outcome import CLIENT_GONE, client_disconnected, recorded, resolve_model
 from service.segment_options import render_options
@@ -100,7 +100,7 @@ def _read(body: bytes, content_type: str) -> tuple[bytes | str, dict[str, Any]]:
         return body, {}
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ServiceError(400, "bad_request", f"the body is not JSON ({exc}); send the image's bytes, or "
                            '{"inputs": "<base64 image>", "parameters": {...}}') from None
     if not isinstance(document, dict) or "inputs" not in document:
@@ -154,7 +154,9 @@ def _answer(result: Segmentation, metadata: ModelMetadata, selected: tuple[int, 
     kept = keep_only(result.mask, selected, metadata)
     confidence = selected_confidence(result.confidence, result.mask, kept)
     if mask_threshold is not None:  # pixels the model is less sure of belong to no segment
-        kept = np.where(confidence >= mask_threshold, kept, np.iinfo(kept.dtype).max).astype(kept.dtype)
+        outside = not_selected(metadata)  # as for pixels outside a `classes` selection: no class's
+        kept = np.where(confidence >= mask_threshold, kept.astype(np.uint16 if outside > 255 else kept.dtype),
+                        np.array(outside, np.uint16 if outside > 255 else kept.dtype))
     segments = [s for s in class_segments(kept, confidence, metadata, selected)
                 if threshold is None or s["score"] >= threshold]
     return json.dumps([{"label": s["name"], "score": round(s["score"], 6),

@@ -13,6 +13,7 @@ runs the request through the one inference path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
 from service.deps import PoolDep
 from service.errors import ServiceError
@@ -30,6 +31,7 @@ from service.oip.tensors import (
     BINARY_OUTPUT,
     InputTensor,
     OutputTensor,
+    V2Request,
     bad_request,
     from_base64,
     read_request,
@@ -120,7 +122,7 @@ def _ready(pool, model: str, version: str | None) -> JSONResponse:
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    shape: list[int]
+    shape: list[StrictInt]
     datatype: str
     parameters: dict[str, Any] = {}
     data: list | None = None
@@ -165,40 +167,50 @@ async def version_infer(model: str, version: str, request: Request) -> Response:
 
 async def _infer(model: str, version: str | None, request: Request) -> Response:
     state = request.app.state
+
+    async def read() -> V2Request:  # counted and timed by `infer`, like everything after it
+        body = await request.body()
+        return await asyncio.get_running_loop().run_in_executor(
+            state.executor, _read, body, request.headers.get("content-encoding"), request.headers.get(HEADER_LENGTH),
+            state.settings.max_upload_bytes)
+
     try:
-        body = _decompressed(await request.body(), request.headers.get("content-encoding"),
-                             state.settings.max_upload_bytes)
-        header_length = request.headers.get(HEADER_LENGTH)
-        parsed: dict[str, Any] = {}
-
-        def read():
-            parsed["body"], parsed["binary"] = _parse(body, header_length)
-            body_model, binary = parsed["body"], parsed["binary"]
-            parameters = dict(body_model.parameters)
-            parsed["binary_output"] = parameters.pop(BINARY_OUTPUT, False) is True
-            for output in body_model.outputs or []:
-                if set(output.parameters) - {"binary_data"}:
-                    raise bad_request(f"output {output.name}: unknown parameters "
-                                      f"{sorted(set(output.parameters) - {'binary_data'})}; this server knows "
-                                      "binary_data (classification is not supported)")
-            return read_request(_inputs(body_model.inputs, binary), parameters,
-                                [o.name for o in body_model.outputs] if body_model.outputs is not None else None)
-
-        name, _, tensors = await infer(state, model, version, read, "v2_http",
-                                 lambda: client_disconnected(request))
+        return await infer(state, model, version, read, _answer, "v2_http", lambda: client_disconnected(request))
     except ServiceError as exc:
         return v2_error(exc)
     except ClientGone:
         return Response(status_code=CLIENT_GONE)
-    return _answer(name, parsed["body"], tensors, parsed["binary_output"])
+
+
+def _read(body: bytes, encoding: str | None, header_length: str | None, limit: int) -> V2Request:
+    """The request: JSON and binary tensor data, inflated if compressed; which outputs answer in
+    JSON (not `binary_data`, per output or by `binary_data_output`)."""
+    document, binary = _parse(_decompressed(body, encoding, limit), header_length)
+    parameters = dict(document.parameters)
+    binary_output = parameters.pop(BINARY_OUTPUT, False)
+    if not isinstance(binary_output, bool):
+        raise bad_request(f"parameter {BINARY_OUTPUT}: {binary_output!r} is not true or false")
+    for output in document.outputs or []:
+        if unknown := sorted(set(output.parameters) - {"binary_data"}):
+            raise bad_request(f"output {output.name}: unknown parameters {unknown}; this server knows binary_data "
+                              "(classification is not supported)")
+        if not isinstance(output.parameters.get("binary_data", False), bool):
+            raise bad_request(f"output {output.name}: binary_data must be true or false")
+    request = read_request(_inputs(document.inputs, binary), parameters,
+                           [o.name for o in document.outputs] if document.outputs is not None else None)
+    asked = {o.name: o.parameters.get("binary_data", binary_output) for o in document.outputs or []}
+    request.id = document.id or ""
+    request.json_outputs = tuple(name for name in request.outputs if not asked.get(name, binary_output))
+    return request
 
 
 def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
     """The body, inflated when the client compressed it (tritonclient's request_compression_algorithm),
     never beyond the upload limit (a small gzip body must not become gigabytes)."""
-    if not encoding or encoding == "identity":
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
         return body
-    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.strip().lower())
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
     if wbits is None:
         raise ServiceError(415, "unsupported_media_type", f"Content-Encoding {encoding} is not supported; send gzip, "
                            "deflate or an uncompressed body")
@@ -210,6 +222,8 @@ def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
     if len(data) > limit or inflater.unconsumed_tail:
         raise ServiceError(413, "content_too_large", f"the inflated request body is larger than {limit:,} bytes "
                            "(SEGMENTER_MAX_UPLOAD_BYTES); send a smaller image")
+    if inflater.unused_data or not inflater.eof:
+        raise bad_request(f"the body is not one complete {encoding} stream (truncated, or several concatenated)")
     return data
 
 
@@ -218,16 +232,16 @@ def _parse(body: bytes, header_length: str | None) -> tuple[_Request, memoryview
     bytes) and the binary tensor data after it."""
     view = memoryview(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise bad_request(f"{HEADER_LENGTH}: {header_length!r} is not a length within the {len(body):,}-byte body")
         view, binary = view[:int(header_length)], view[int(header_length):]
     else:
         binary = memoryview(b"")
     try:
         document = json.loads(bytes(view))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         hint = "" if header_length else f" (binary tensor data needs the {HEADER_LENGTH} header)"
-        raise bad_request(f"the request is not JSON: {exc}{hint}") from None
+        raise bad_request(f"the request is not JSON: {exc or 'nested too deeply'}{hint}") from None
     try:
         return _Request.model_validate(document), binary
     except ValidationError as exc:
@@ -247,7 +261,7 @@ def _inputs(inputs: list[_Input], binary: memoryview) -> list[InputTensor]:
         if size is not None:
             if item.data is not None:
                 raise bad_request(f"input {item.name}: give its data in JSON or as binary data, not both")
-            if not isinstance(size, int) or size < 0 or at + size > len(binary):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or at + size > len(binary):
                 raise bad_request(f"input {item.name}: {BINARY_SIZE} {size!r} does not fit the "
                                   f"{len(binary) - at:,} bytes of binary data left")
             raw, at = binary[at:at + size], at + size
@@ -284,20 +298,19 @@ def _flatten(data: list):
             yield value
 
 
-def _answer(name: str, body: _Request, tensors: list[OutputTensor], binary_output: bool) -> Response:
-    """JSON outputs, or binary tensor data where asked for (per output, or `binary_data_output`)."""
-    asked = {o.name: o.parameters for o in body.outputs or []}
+def _answer(name: str, request: V2Request, tensors: list[OutputTensor]) -> Response:
+    """JSON outputs, or binary tensor data after the JSON where asked for (run on the executor)."""
     outputs, chunks = [], []
     for tensor in tensors:
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
-        if asked.get(tensor.name, {}).get("binary_data", binary_output):
+        if tensor.name in request.json_outputs:
+            entry["data"] = tensor.array.ravel().tolist()
+        else:
             raw = tensor.array.astype(tensor.array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {BINARY_SIZE: len(raw)}
             chunks.append(raw)
-        else:
-            entry["data"] = tensor.array.ravel().tolist()
         outputs.append(entry)
-    document = {"model_name": name, "model_version": VERSION, **({"id": body.id} if body.id else {}),
+    document = {"model_name": name, "model_version": VERSION, **({"id": request.id} if request.id else {}),
                 "outputs": outputs}
     header = json.dumps(document, separators=(",", ":")).encode()
     if not chunks:

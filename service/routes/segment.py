@@ -59,7 +59,8 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
                 result = await _segment_or_give_up(request, served, await image.read(), options, settings, executor,
                                                    metrics)
             except ClientGone:
-                return Response(status_code=CLIENT_GONE)  # counted by `recorded`
+                outcome.status = CLIENT_GONE
+                return Response(status_code=CLIENT_GONE)
             rendering = time.perf_counter()
             response = await asyncio.get_running_loop().run_in_executor(executor, _render, result, served, options,
                                                                         image_format)

@@ -9,6 +9,7 @@ import threading
 import httpx
 import numpy as np
 import torch
+from prometheus_client import generate_latest
 
 from service.main import create_app
 from tests.service.conftest import (
@@ -203,6 +204,8 @@ def test_a_client_that_disconnects_takes_its_windows_out_of_the_queue(checkpoint
             hung_up.set()
             await request
             assert batcher.queued_windows == 0
+            counted = generate_latest(app.state.metrics.registry).decode()
+            assert 'segmenter_requests_total{model="tiny-16",output="mask",status="499"} 1.0' in counted
             gate.release.set()
             assert (await holder).status_code == 200
             return seen, messages

@@ -129,6 +129,7 @@ def test_unknown_or_unsupported_parameters_are_422_naming_them(server, parameter
     (b"", {}, 400, "empty"),
     (b'{"inputs": "not base64!"}', {"headers": {"content-type": "application/json"}}, 422, "base64"),
     (b'{"inputs": "", "extra": 1}', {"headers": {"content-type": "application/json"}}, 422, "'extra'"),
+    (b"[" * 100_000, {"headers": {"content-type": "application/json"}}, 400, "not JSON"),  # was a 500
 ])
 def test_bad_bodies(server, body, kwargs, status, words):
     response = httpx.post(f"{server.url}/models/tiny-16/image-segmentation", content=body, timeout=60, **kwargs)

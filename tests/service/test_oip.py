@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import re
 import socket
 import threading
@@ -299,3 +300,62 @@ def test_a_body_over_the_upload_limit_is_refused_in_each_protocol_s_terms(checkp
             triton.client.close()
         raw = httpx.post(server.url + "/v2/models/tiny-16/infer", content=b"x" * (limit + 1), timeout=60)
         assert raw.status_code == 413 and isinstance(raw.json()["error"], str)  # not /segment's error object
+        counted = _requests_counted(server, "v2_http", "413")
+        chunked = httpx.post(server.url + "/v2/models/tiny-16/infer", timeout=60,
+                             content=iter([b"x" * (limit // 2)] * 3))  # no Content-Length: caught as it arrives
+        assert chunked.status_code == 413 and isinstance(chunked.json()["error"], str)
+        assert _requests_counted(server, "v2_http", "413") == counted + 1
+
+
+def test_malformed_requests_are_4xx_not_500(server):
+    url = server.url + "/v2/models/tiny-16/infer"
+    huge = {"inputs": [{"name": "image", "shape": [2**40, 2**40, 3], "datatype": "UINT8", "data": []}]}
+    cases = [  # (body, headers): each once made the service answer 500
+        (json.dumps(huge).encode(), {}),  # a shape whose size wraps around in int64
+        (b'{"inputs": []}', {"Inference-Header-Content-Length": b"\xb2"}),  # "²" in latin-1: a digit to isdigit()
+        (b"[" * 100_000, {}),  # nesting deeper than the JSON parser recurses
+        (json.dumps({"inputs": [{"name": "image", "shape": ["1"], "datatype": "BYTES", "data": ["eA=="]}]}).encode(),
+         {}),  # a shape of strings
+    ]
+    for body, headers in cases:
+        response = httpx.post(url, content=body, headers=headers, timeout=60)
+        assert response.status_code == 400, (body[:80], response.text)
+        assert isinstance(response.json()["error"], str)
+
+
+def test_a_json_answer_too_large_for_json_is_refused_before_any_work(server):
+    """Millions of numbers as JSON take seconds and gigabytes: binary tensor data is the way."""
+    data = encode(random_image(2100, 2000, seed=15))
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(data).decode()]}],
+            "outputs": [{"name": "class_ids", "parameters": {"binary_data": False}}]}
+    response = httpx.post(server.url + "/v2/models/tiny-16/infer", json=body, timeout=60)
+    assert response.status_code == 400 and "binary" in response.json()["error"]
+
+
+def test_a_batch_is_admitted_as_a_whole(checkpoints, tmp_path):
+    """A v2 batch reserves its memory once; one that needs more windows than the model's queue holds
+    is a 413 naming the limit, never a 503 that retrying cannot cure."""
+    models = write_models(tmp_path, standard_entries(checkpoints, max_queue_windows=2))
+    with LiveServer(create_app(make_settings(models, fail_fast=True))) as server:
+        client = Triton("http", triton_http, triton_http.InferenceServerClient(server.url.removeprefix("http://")))
+        images = [random_image(64, 64, seed=20 + i) for i in range(3)]  # one window each
+        answers = client.infer("tiny-16", png_batch(*images[:2])).as_numpy("class_ids")
+        for image, answer in zip(images[:2], answers, strict=True):
+            np.testing.assert_array_equal(answer, segment_mask(server, encode(image), model="tiny-16"))
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("tiny-16", png_batch(*images))
+        assert error.value.status() == "413" and "SEGMENTER_MAX_QUEUE_WINDOWS" in error.value.message()
+        client.client.close()
+
+
+def test_a_grpc_port_in_use_stops_start_up_with_its_name(checkpoints, tmp_path, server):
+    """Not silently shared (SO_REUSEPORT off unless `serve --workers N`)."""
+    port = int(server.grpc_address.rsplit(":", 1)[1])
+    app = create_app(make_settings(write_models(tmp_path, standard_entries(checkpoints)), grpc_port=port))
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(RuntimeError, match=f"cannot listen for gRPC on 127.0.0.1:{port}.*SEGMENTER_GRPC_PORT"):
+        asyncio.run(start())

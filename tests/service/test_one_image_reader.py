@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, PngImagePlugin
 
 from cli.main import main
 from model import image_size, read_image
@@ -67,29 +67,42 @@ def test_alpha_is_composited_over_white_and_exif_rotates():
     np.testing.assert_array_equal(gray, np.repeat(expected[..., None], 3, axis=2))
 
 
-def _png_with_orientation(rgb: np.ndarray, orientation: int, after_pixels: bool) -> bytes:
-    """A PNG whose eXIf chunk says `orientation`, before the image data (Pillow writes it there)
-    or moved after it, where the PNG extensions allow it too."""
-    exif = Image.Exif()
-    exif[0x0112] = orientation
+XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+
+
+def _png_with_orientation(rgb: np.ndarray, where: str, after_pixels: bool) -> bytes:
+    """A PNG rotated 90° (orientation 6) by an eXIf chunk or by XMP (an iTXt chunk), before the
+    image data (where Pillow writes them) or moved after it, where the PNG extensions allow it."""
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG", exif=exif)
+    if where == "eXIf":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(rgb).save(buffer, format="PNG", exif=exif)
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP)
+        Image.fromarray(rgb).save(buffer, format="PNG", pnginfo=info)
     data = buffer.getvalue()
-    start = data.index(b"eXIf") - 4
+    start = data.index(where.encode()) - 4
     end = start + 12 + int.from_bytes(data[start:start + 4], "big")
-    chunk, rest = data[start:end], data[:start] + data[end:]
     if not after_pixels:
         return data
+    chunk, rest = data[start:end], data[:start] + data[end:]
     iend = rest.index(b"IEND") - 4
     return rest[:iend] + chunk + rest[iend:]
 
 
 @pytest.mark.parametrize("after_pixels", [False, True])
-def test_a_png_s_size_and_orientation_come_from_its_chunks_without_decoding(tmp_path, monkeypatch, after_pixels):
-    data = _png_with_orientation(random_image(30, 50, seed=32), 6, after_pixels)  # 6: rotated 90°
+@pytest.mark.parametrize("where", ["eXIf", "iTXt"])
+def test_a_png_s_size_and_orientation_come_from_its_chunks(tmp_path, monkeypatch, where, after_pixels):
+    """The header check sees the orientation `read_image` applies, wherever it is; when it is
+    before the pixels (as writers put it) it decodes no pixel to find it."""
+    data = _png_with_orientation(random_image(30, 50, seed=32), where, after_pixels)
     path = tmp_path / "rotated.png"
     path.write_bytes(data)
     assert read_image(data).shape == (50, 30, 3)
-    with monkeypatch.context() as patched:  # the header check decodes no pixel, wherever the eXIf chunk is
-        patched.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("image_size decoded the pixels"))
+    with monkeypatch.context() as patched:
+        if not after_pixels:
+            patched.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("image_size decoded the pixels"))
         assert image_size(data) == image_size(path) == (50, 30)
