@@ -12,6 +12,7 @@ and the server's peak memory (VmHWM).
     python benchmarks/load.py                                        # demo models, 1/8/32 clients
     python benchmarks/load.py --model fast --size 320 240 --requests 128
     python benchmarks/load.py --variant Seg-B-Mask/16 --requests 4 --concurrency 1   # RSS of a big model
+    python benchmarks/load.py --variant Seg-T-Mask/16 --entry max_batch_size=2 --entry batches_in_flight=2
 """
 
 from __future__ import annotations
@@ -154,14 +155,24 @@ async def run_level(url: str, bodies: list[bytes], concurrency: int, requests: i
             "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "statuses": statuses, "client_cpu": client_cpu / elapsed}
 
 
-def big_model_file(variant: str, folder: Path) -> Path:
-    """A randomly initialised `variant` with ADE20K metadata: realistic size and memory."""
+def big_model_file(variant: str, folder: Path, entry: dict | None = None) -> Path:
+    """A randomly initialised `variant` with ADE20K metadata: realistic size and memory.
+    `entry`: models-file keys that replace the defaults (e.g. max_batch_size, batches_in_flight)."""
     net = build_segmenter(variant, num_classes=150)
     save_checkpoint(net, folder / "big", ModelMetadata.for_dataset("ade20k"))
     path = folder / "models.yaml"
     path.write_text(yaml.safe_dump({"models": [{"name": variant, "checkpoint": str(folder / "big"),
-                                                "max_batch_size": 4, "backend": "torch"}]}))  # vs raw torch
+                                                "max_batch_size": 4, "backend": "torch",  # vs raw torch
+                                                **(entry or {})}]}))
     return path
+
+
+def entry_value(text: str) -> tuple[str, object]:
+    """--entry KEY=VALUE: the value read as YAML (2 -> int, true -> bool)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. max_batch_size=2)")
+    return key, yaml.safe_load(value)
 
 
 def main() -> None:
@@ -171,6 +182,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=BUNDLED_MODELS, help="models file to serve")
     parser.add_argument("--variant", help="serve a randomly initialised registry variant instead (for memory)")
+    parser.add_argument("--entry", type=entry_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="with --variant: a models-file key of its entry (max_batch_size=2, batches_in_flight=2)")
     parser.add_argument("--model", help="model name or alias to request (default: the file's first)")
     parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--images", type=int, default=32, help="distinct images, cycled")
@@ -180,7 +193,9 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        models_file = big_model_file(args.variant, Path(tmp)) if args.variant else args.models
+        if args.entry and not args.variant:
+            raise SystemExit("--entry changes the --variant's entry; edit your models file instead")
+        models_file = big_model_file(args.variant, Path(tmp), dict(args.entry)) if args.variant else args.models
         specs = load_models_file(models_file)
         spec = next((m for m in specs.models if args.model in (None, m.name, *m.aliases)), None)
         if spec is None:
