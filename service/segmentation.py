@@ -187,7 +187,6 @@ async def _run(served: ServedModel, predictor: Predictor, image: Image, options:
     return Segmentation(rgb, mask, plan.num_windows, confidence=confidence, timings=timings)
 
 
-
 class ClientGone(Exception):
     """The client hung up before its answer was ready."""
 
@@ -212,7 +211,6 @@ async def segment_all(served: ServedModel, images: list[Image], options: Segment
                 raise ServiceError(413, "too_many_windows", f"the {len(images)} images need {windows} sliding "
                                    f"windows; the {what} is {most} (SEGMENTER_MAX_WINDOWS_PER_REQUEST, "
                                    "SEGMENTER_MAX_QUEUE_WINDOWS): send fewer images per request, or smaller ones")
-    tasks = []
     try:
         async with served.admission.reserve(sum(cost.bytes for cost in costs)):
             tasks = [asyncio.ensure_future(_segment_reserved(served, image, options, executor, max_pixels, abort,
@@ -251,8 +249,8 @@ async def segment_or_give_up(work: Awaitable[T], aborts: list[Abort], settings: 
                              timeout_s: float | None = None) -> T:
     """Await `work` (one or more `segment` calls), unless the client hangs up (`client_gone`
     returns, or this coroutine is cancelled: gRPC cancels a handler whose client went away) or
-    `timeout_s` (default: `request_timeout_s`) passes first: then every `aborts` is set, so its threads stop at their
-    next step and its queued windows are withdrawn. The abandoned task finishes in the background
+    `timeout_s` (default: `request_timeout_s`) passes first: then every `aborts` is set, so its
+    threads stop at their next step and its queued windows are withdrawn. The abandoned task finishes in the background
     (`abandoned`, awaited at shutdown) once its threads have stopped, and only then releases its
     memory reservation.
 
