@@ -51,6 +51,15 @@ def speaks_plain_errors(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/") or path.endswith("/image-segmentation")
 
 
+PLAIN_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def plain_error_responses(descriptions: dict[int, str]) -> dict[int, dict]:
+    """OpenAPI: the errors of a route that answers them as `{"error": "<message>"}`."""
+    return {code: {"description": text, "content": {"application/json": {"schema": PLAIN_ERROR_SCHEMA}}}
+            for code, text in descriptions.items()}
+
+
 def error_json(path: str, status: int, code: str, message: str, **extra) -> dict:
     """The error body for a request to `path`: the protocol's own shape where it has one."""
     return {"error": message} if speaks_plain_errors(path) else error_body(status, code, message, **extra)

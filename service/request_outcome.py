@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -70,6 +71,7 @@ class Outcome:
     output: str
     model: str = UNKNOWN_MODEL
     status: int = 500  # whatever escapes unexplained is a server error
+    started: float = field(default_factory=time.perf_counter)
 
 
 @contextlib.contextmanager
@@ -100,3 +102,16 @@ def recorded(metrics: ServiceMetrics, output: str, retry_after: int) -> Iterator
         raise
     finally:
         metrics.requests.labels(model=outcome.model, output=outcome.output, status=str(outcome.status)).inc()
+
+
+@contextlib.contextmanager
+def segmentation_request(metrics: ServiceMetrics, output: str, retry_after: int) -> Iterator[Outcome]:
+    """`recorded`, and a segmentation request's in-flight gauge and latency (every protocol's)."""
+    metrics.in_flight.inc()
+    outcome = Outcome(output)
+    try:
+        with recorded(metrics, output, retry_after) as outcome:
+            yield outcome
+    finally:
+        metrics.in_flight.dec()
+        metrics.latency.labels(model=outcome.model).observe(time.perf_counter() - outcome.started)

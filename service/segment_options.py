@@ -4,14 +4,14 @@ the answer's encoding, from `format` or else the `Accept` header (`answer_format
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from model import ModelMetadata
 from model.options import SegmentOptions
 from model.outputs import FORMAT_MEDIA_TYPES, IMAGE_OUTPUTS, OUTPUT_FORMATS, RenderOptions
-from service.errors import ServiceError
+from service.errors import STATUS_CODES, ServiceError
 from service.negotiation import preferred
 
 Output = Literal[IMAGE_OUTPUTS]  # mask, overlay, json, confidence
@@ -27,6 +27,17 @@ class SegmentForm(SegmentOptions):
         "overlay: png, jpeg or webp (lossy: for a 12-MP photo 6-20× smaller and 4-25× faster to encode); default: "
         "the `Accept` header's choice (e.g. `Accept: image/webp`), else png. Masks and confidence maps are PNG "
         "only (lossy encoding would change their values)"))
+
+
+def options_from(values: dict[str, Any], status: int, label: str = "") -> SegmentOptions:
+    """`SegmentOptions` from a protocol's parameters (v2, Hugging Face); a ServiceError with
+    `status` naming each invalid one (`label` before its name, e.g. "parameter ")."""
+    try:
+        return SegmentOptions(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{label}{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise ServiceError(status, STATUS_CODES[status], problems) from None
 
 
 def render_options(options: SegmentOptions, metadata: ModelMetadata) -> RenderOptions:

@@ -66,27 +66,20 @@ class Abort:
         return self.event.is_set()
 
 
-def pixels_error(rgb: np.ndarray, max_pixels: int) -> ServiceError | None:
-    """Why an image sent as pixels cannot be segmented (it must be H×W×3 uint8), or None."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        return ServiceError(400, "bad_request", f"pixels must be H×W×3 uint8 RGB, not {'×'.join(map(str, rgb.shape))} "
-                            f"{rgb.dtype}")
-    height, width = rgb.shape[:2]
-    if height < 1 or width < 1:
-        return ServiceError(400, "empty_image", f"the image has no pixels ({width}×{height})")
-    if height * width > max_pixels:
-        return ServiceError(413, "image_too_large", f"the image is {width}×{height} = {width * height:,} pixels; the "
-                            f"limit is {max_pixels:,} (SEGMENTER_MAX_IMAGE_PIXELS); downscale it before sending")
-    return None
-
-
 def size_of(image: Image, max_pixels: int) -> tuple[int, int]:
     """(height, width) of an image from its header (or its pixels' shape); ServiceError for an
-    image that cannot be segmented, before any of it is decoded."""
+    image that cannot be segmented, before any of it is decoded. Pixels must be H×W×3 uint8."""
     if isinstance(image, np.ndarray):
-        if (problem := pixels_error(image, max_pixels)) is not None:
-            raise problem
-        return image.shape[0], image.shape[1]
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ServiceError(400, "bad_request", f"pixels must be H×W×3 uint8 RGB, not "
+                               f"{'×'.join(map(str, image.shape))} {image.dtype}")
+        height, width = image.shape[:2]
+        if height < 1 or width < 1:
+            raise ServiceError(400, "empty_image", f"the image has no pixels ({width}×{height})")
+        if height * width > max_pixels:
+            raise ServiceError(413, "image_too_large", f"the image is {width}×{height} = {width * height:,} pixels; "
+                               f"the limit is {max_pixels:,} (SEGMENTER_MAX_IMAGE_PIXELS); downscale it before sending")
+        return height, width
     try:
         return image_size(image, max_pixels)
     except ImageError as exc:
@@ -126,12 +119,10 @@ async def _in_thread(executor: Executor, abort: Abort, fn: Callable[..., T], *ar
 
 
 async def segment(served: ServedModel, image: Image, options: SegmentOptions, executor: Executor, max_pixels: int,
-                  abort: Abort, metrics: ServiceMetrics, confidence: bool = False,
-                  cost: WindowCost | None = None) -> Segmentation:
+                  abort: Abort, metrics: ServiceMetrics, confidence: bool = False) -> Segmentation:
     """Segment one image (encoded bytes or H×W×3 uint8 pixels) with a ready model.
 
-    `confidence`: also compute each pixel's class probability. `cost`: the image's cost when the
-    caller has checked it already (`image_cost`).
+    `confidence`: also compute each pixel's class probability.
     Raises ServiceError (400/413/415), QueueFull, BatchFailed. Timings (seconds, each a stretch
     of this request's wall time): `decode` (read + tile), `queue` (until its first window ran),
     `forward` (from then until its last window's batch finished), `merge`.
@@ -139,22 +130,13 @@ async def segment(served: ServedModel, image: Image, options: SegmentOptions, ex
     if served.loaded is None or served.batcher is None or served.admission is None:
         raise ServiceError(503, "unavailable", f"model {served.spec.name!r} is not ready")
     predictor = served.loaded.predictor
-    if cost is None:
-        cost = image_cost(predictor, size_of(image, max_pixels), options)
+    cost = image_cost(predictor, size_of(image, max_pixels), options)
     try:
         async with served.admission.reserve(cost.bytes):
-            return await _segment_reserved(served, image, options, executor, max_pixels, abort, metrics, confidence,
-                                           cost)
+            return await _run(served, predictor, image, options, executor, max_pixels, abort, cost, confidence)
     except (Cancelled, asyncio.CancelledError):
         metrics.cancelled.labels(model=served.spec.name, reason=abort.reason, stage=abort.stage).inc()
         raise
-
-
-async def _segment_reserved(served: ServedModel, image: Image, options: SegmentOptions, executor: Executor,
-                            max_pixels: int, abort: Abort, metrics: ServiceMetrics, confidence: bool,
-                            cost: WindowCost) -> Segmentation:
-    """`segment` once the image's memory is reserved (by it, or for a whole batch by `segment_all`)."""
-    return await _run(served, served.loaded.predictor, image, options, executor, max_pixels, abort, cost, confidence)
 
 
 def image_cost(predictor: Predictor, size: tuple[int, int], options: SegmentOptions) -> WindowCost:
@@ -213,8 +195,8 @@ async def segment_all(served: ServedModel, images: list[Image], options: Segment
                                    "SEGMENTER_MAX_QUEUE_WINDOWS): send fewer images per request, or smaller ones")
     try:
         async with served.admission.reserve(sum(cost.bytes for cost in costs)):
-            tasks = [asyncio.ensure_future(_segment_reserved(served, image, options, executor, max_pixels, abort,
-                                                             metrics, confidence, cost))
+            tasks = [asyncio.ensure_future(_run(served, predictor, image, options, executor, max_pixels, abort, cost,
+                                                confidence))
                      for image, abort, cost in zip(images, aborts, costs, strict=True)]
             try:
                 return list(await asyncio.gather(*tasks))

@@ -21,8 +21,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.errors import ServiceError
 from service.oip.infer import infer
-from service.oip.metadata import EXTENSIONS, SERVER_NAME, VERSION, find_model, model_metadata, server_metadata
-from service.oip.tensors import InputTensor, OutputTensor, V2Request, bad_request, read_request, split_bytes_elements
+from service.oip.metadata import VERSION, find_model, model_metadata, server_metadata
+from service.oip.tensors import InputTensor, OutputTensor, V2Request, bad_request, raw_data, read_request
 
 log = logging.getLogger("segmenter.service")
 
@@ -49,9 +49,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerReadyResponse(ready=self.state.pool.all_ready)
 
     async def ServerMetadata(self, request, context):
-        metadata = server_metadata()
-        return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=metadata["version"],
-                                                  extensions=list(EXTENSIONS))
+        return service_pb2.ServerMetadataResponse(**server_metadata())
 
     async def ModelReady(self, request, context):
         served = await _or_abort(context, find_model, self.state.pool, request.name, request.version)
@@ -79,8 +77,7 @@ def _answer(name: str, request: V2Request, tensors: list[OutputTensor]) -> servi
     response = service_pb2.ModelInferResponse(model_name=name, model_version=VERSION, id=request.id)
     for tensor in tensors:
         response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        response.raw_output_contents.append(tensor.array.astype(tensor.array.dtype.newbyteorder("<"),
-                                                                copy=False).tobytes())
+        response.raw_output_contents.append(tensor.raw())
     return response
 
 
@@ -113,8 +110,7 @@ def _read(request: service_pb2.ModelInferRequest):
             raise bad_request(f"input {tensor.name}: unknown parameters {sorted(tensor.parameters)} (shared memory "
                               "is not supported; send the data in the request)")
         if raw:
-            data = split_bytes_elements(raw[i], tensor.name) if tensor.datatype == "BYTES" else \
-                np.frombuffer(raw[i], np.uint8) if tensor.datatype == "UINT8" else np.empty(0)
+            data = raw_data(tensor.name, tensor.datatype, raw[i])
         elif tensor.datatype == "BYTES":
             data = list(tensor.contents.bytes_contents)
         elif tensor.datatype == "UINT8":

@@ -9,14 +9,13 @@ the protocol (`v2_http`, `v2_grpc`).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from model import ModelMetadata
 from service.oip.metadata import find_model
 from service.oip.tensors import OutputTensor, V2Request, answer_tensors, bad_request, same_size
-from service.request_outcome import recorded, resolve_model
+from service.request_outcome import resolve_model, segmentation_request
 from service.segmentation import Abort, Segmentation, segment_all, segment_or_give_up, size_of
 
 T = TypeVar("T")
@@ -40,37 +39,30 @@ async def infer(state: Any, model: str, version: str | None, read: Callable[[], 
     """
     settings, metrics, executor = state.settings, state.metrics, state.executor
     loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-    metrics.in_flight.inc()
-    try:
-        with recorded(metrics, protocol, settings.retry_after_s) as outcome:
-            served = find_model(state.pool, model, version)
-            outcome.model = served.spec.name
-            request = await read()
-            served = resolve_model(state.pool, served.spec.name)  # 503 while it loads, or if it failed
-            sizes = await loop.run_in_executor(executor, _sizes, request, settings.max_image_pixels)
-            same_size(sizes)
-            height, width = sizes[0]
-            if (numbers := len(sizes) * height * width * len(request.json_outputs)) > MAX_JSON_NUMBERS:
-                raise bad_request(f"the answer would be {numbers:,} numbers in JSON (the limit is "
-                                  f"{MAX_JSON_NUMBERS:,}); ask for binary tensor data (parameters.binary_data: "
-                                  "true on each output, tritonclient's default)")
-            aborts = [Abort() for _ in request.images]
-            work = segment_all(served, request.images, request.options, executor, settings.max_image_pixels, aborts,
-                               metrics, confidence="confidence" in request.outputs, sizes=sizes)
-            timeout_s = min(settings.request_timeout_s, request.timeout_s or float("inf"))
-            results = await segment_or_give_up(work, aborts, settings, state.abandoned,
-                                               client_gone() if client_gone else None, timeout_s)
-            metadata = served.loaded.predictor.metadata
-            reply = await loop.run_in_executor(executor, _encode, answer, served.spec.name, request, results,
-                                               metadata)
-            for result in results:
-                metrics.queue_wait.labels(model=outcome.model).observe(result.timings["queue"])
-            outcome.status = 200
-            return reply
-    finally:
-        metrics.in_flight.dec()
-        metrics.latency.labels(model=outcome.model).observe(time.perf_counter() - started)
+    with segmentation_request(metrics, protocol, settings.retry_after_s) as outcome:
+        served = find_model(state.pool, model, version)
+        outcome.model = served.spec.name
+        request = await read()
+        served = resolve_model(state.pool, served.spec.name)  # 503 while it loads, or if it failed
+        sizes = await loop.run_in_executor(executor, _sizes, request, settings.max_image_pixels)
+        same_size(sizes)
+        height, width = sizes[0]
+        if (numbers := len(sizes) * height * width * len(request.json_outputs)) > MAX_JSON_NUMBERS:
+            raise bad_request(f"the answer would be {numbers:,} numbers in JSON (the limit is {MAX_JSON_NUMBERS:,}); "
+                              "ask for binary tensor data (parameters.binary_data: true on each output, "
+                              "tritonclient's default)")
+        aborts = [Abort() for _ in request.images]
+        work = segment_all(served, request.images, request.options, executor, settings.max_image_pixels, aborts,
+                           metrics, confidence="confidence" in request.outputs, sizes=sizes)
+        timeout_s = min(settings.request_timeout_s, request.timeout_s or float("inf"))
+        results = await segment_or_give_up(work, aborts, settings, state.abandoned,
+                                           client_gone() if client_gone else None, timeout_s)
+        metadata = served.loaded.predictor.metadata
+        reply = await loop.run_in_executor(executor, _encode, answer, served.spec.name, request, results, metadata)
+        for result in results:
+            metrics.queue_wait.labels(model=outcome.model).observe(result.timings["queue"])
+        outcome.status = 200
+        return reply
 
 
 def _sizes(request: V2Request, max_pixels: int) -> list[tuple[int, int]]:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from model import ModelMetadata
 from model.options import SegmentOptions
 from model.outputs import keep_only, selected_confidence
 from service.errors import ServiceError
+from service.segment_options import options_from
 from service.segmentation import Image, Segmentation
 
 INPUT = "image"
@@ -56,7 +56,18 @@ class OutputTensor:
     name: str
     datatype: str  # UINT8 | UINT16 | FP32
     shape: list[int]
-    array: np.ndarray  # C-contiguous, little-endian, of `shape`
+    array: np.ndarray  # C-contiguous, of `shape`
+
+    def raw(self) -> bytes:
+        """The tensor as v2's binary data (HTTP) and raw_output_contents (gRPC): little-endian."""
+        return self.array.astype(self.array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def raw_data(name: str, datatype: str, raw: bytes | memoryview) -> list[bytes] | np.ndarray:
+    """An input's data from its raw bytes (HTTP binary data, gRPC raw_input_contents)."""
+    if datatype == "BYTES":
+        return split_bytes_elements(raw, name)
+    return np.frombuffer(raw, np.uint8) if datatype == "UINT8" else np.empty(0)  # others: refused by read_images
 
 
 @dataclass
@@ -133,12 +144,7 @@ def read_options(parameters: dict[str, Any], timeout_known: bool = True) -> tupl
                 raise bad_request("parameter priority: this server has one priority; drop the parameter")
         else:
             raise bad_request(f"unknown parameter {name!r}; the parameters are {', '.join(OPTION_PARAMETERS)}")
-    try:
-        return SegmentOptions(**options), timeout_s
-    except ValidationError as exc:
-        problems = "; ".join(f"parameter {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
-        raise bad_request(problems) from None
+    return options_from(options, 400, "parameter "), timeout_s
 
 
 def read_outputs(names: list[str] | None) -> tuple[str, ...]:

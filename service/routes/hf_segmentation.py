@@ -18,20 +18,18 @@ import asyncio
 import base64
 import binascii
 import json
-import time
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from model import ModelMetadata
 from model.options import SegmentOptions
 from model.outputs import class_segments, keep_only, not_selected, png_bytes, selected_confidence
-from service.errors import ServiceError
-from service.request_outcome import CLIENT_GONE, client_disconnected, recorded, resolve_model
-from service.segment_options import render_options
+from service.errors import ServiceError, plain_error_responses
+from service.request_outcome import CLIENT_GONE, client_disconnected, resolve_model, segmentation_request
+from service.segment_options import options_from, render_options
 from service.segmentation import Abort, ClientGone, Segmentation, segment, segment_or_give_up
 
 router = APIRouter(tags=["hugging face"])
@@ -51,14 +49,13 @@ def _unprocessable(message: str) -> ServiceError:
     return ServiceError(422, "invalid_parameters", message)
 
 
-HF_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-RESPONSES = {code: {"description": text, "content": {"application/json": {"schema": HF_ERROR}}} for code, text in {
+RESPONSES = plain_error_responses({  # answered as {"error": "<message>"} (service.errors.error_json)
     400: "corrupt, truncated or empty image, or a body that is not JSON", 404: "unknown model (the known ones listed)",
     413: "body over the byte limit, image over the pixel limit, or too many sliding windows",
     415: "not an image, an unsupported format, or more than one frame",
     422: "unknown or unsupported parameters, or a JSON body of the wrong shape (each named)",
     503: "model loading or failed, queue full, or its batch failed (Retry-After)",
-    504: "request took longer than the timeout"}.items()}
+    504: "request took longer than the timeout"})
 
 
 @router.post("/models/{model}/image-segmentation", summary="Segment an image (Hugging Face task API)",
@@ -66,32 +63,26 @@ RESPONSES = {code: {"description": text, "content": {"application/json": {"schem
 async def image_segmentation(model: str, request: Request) -> Response:
     state = request.app.state
     settings, metrics = state.settings, state.metrics
-    started = time.perf_counter()
-    metrics.in_flight.inc()
-    try:
-        with recorded(metrics, "hf", settings.retry_after_s) as outcome:
-            served = resolve_model(state.pool, model)
-            outcome.model = served.spec.name
-            inputs, parameters = _read(await request.body(), request.headers.get("content-type", ""))
-            options, threshold, mask_threshold = _parameters(parameters)
-            data = _image_bytes(inputs)
-            metadata = served.loaded.predictor.metadata
-            selected = render_options(options, metadata).selected  # an unknown class: 422 before any work
-            abort = Abort()
-            work = segment(served, data, options, state.executor, settings.max_image_pixels, abort, metrics,
-                           confidence=True)
+    with segmentation_request(metrics, "hf", settings.retry_after_s) as outcome:
+        served = resolve_model(state.pool, model)
+        outcome.model = served.spec.name
+        inputs, parameters = _read(await request.body(), request.headers.get("content-type", ""))
+        options, threshold, mask_threshold = _parameters(parameters)
+        data = _image_bytes(inputs)
+        metadata = served.loaded.predictor.metadata
+        selected = render_options(options, metadata).selected  # an unknown class: 422 before any work
+        abort = Abort()
+        work = segment(served, data, options, state.executor, settings.max_image_pixels, abort, metrics,
+                       confidence=True)
+        try:
             result = await segment_or_give_up(work, [abort], settings, state.abandoned, client_disconnected(request))
-            body = await asyncio.get_running_loop().run_in_executor(
-                state.executor, _answer, result, metadata, selected, threshold, mask_threshold)
-            outcome.status = 200
-            return Response(body, media_type="application/json", headers={"X-Segmenter-Model": served.spec.name})
-    except ServiceError as exc:
-        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
-    except ClientGone:
-        return Response(status_code=CLIENT_GONE)
-    finally:
-        metrics.in_flight.dec()
-        metrics.latency.labels(model=outcome.model).observe(time.perf_counter() - started)
+        except ClientGone:
+            outcome.status = CLIENT_GONE
+            return Response(status_code=CLIENT_GONE)
+        body = await asyncio.get_running_loop().run_in_executor(
+            state.executor, _answer, result, metadata, selected, threshold, mask_threshold)
+        outcome.status = 200
+        return Response(body, media_type="application/json", headers={"X-Segmenter-Model": served.spec.name})
 
 
 def _read(body: bytes, content_type: str) -> tuple[bytes | str, dict[str, Any]]:
@@ -140,11 +131,7 @@ def _parameters(parameters: dict[str, Any]) -> tuple[SegmentOptions, float | Non
             problems.append(f"unknown parameter {name!r}; the parameters are {', '.join((*HF_PARAMETERS, *OPTIONS))}")
     if problems:
         raise _unprocessable("; ".join(problems))
-    try:
-        options = SegmentOptions(**{k: v for k, v in parameters.items() if k in OPTIONS and v is not None})
-    except ValidationError as exc:
-        raise _unprocessable("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                                       for e in exc.errors())) from None
+    options = options_from({k: v for k, v in parameters.items() if k in OPTIONS and v is not None}, 422)
     return options, parameters.get("threshold"), parameters.get("mask_threshold")
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
 from service.deps import PoolDep
-from service.errors import ServiceError
+from service.errors import ServiceError, plain_error_responses
 from service.oip.infer import infer
 from service.oip.metadata import VERSION, find_model, model_metadata, server_metadata
 from service.oip.tensors import (
@@ -34,8 +34,8 @@ from service.oip.tensors import (
     V2Request,
     bad_request,
     from_base64,
+    raw_data,
     read_request,
-    split_bytes_elements,
 )
 from service.request_outcome import CLIENT_GONE, client_disconnected
 from service.segmentation import ClientGone
@@ -45,11 +45,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_SIZE = "binary_data_size"
 
 
-def v2_error(exc: ServiceError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)  # errors.error_json's shape
-
-
-V2_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+# Errors reach the client as `{"error": "<message>"}` (service.errors.error_json: /v2 paths).
 _ERRORS = {400: "a request that is not a v2 request for this model: tensors, datatypes, shapes, parameters (named)",
            404: "unknown model or version (the known ones are listed)",
            413: "body over the byte limit, image over the pixel limit, or too many sliding windows",
@@ -59,9 +55,7 @@ _ERRORS = {400: "a request that is not a v2 request for this model: tensors, dat
 
 
 def _errors(*codes: int) -> dict[int, dict]:
-    """OpenAPI: the v2 errors a route answers, each `{"error": "<message>"}`."""
-    return {code: {"description": _ERRORS[code], "content": {"application/json": {"schema": V2_ERROR}}}
-            for code in codes}
+    return plain_error_responses({code: _ERRORS[code] for code in codes})
 
 
 @router.get("", summary="Server metadata")
@@ -81,20 +75,13 @@ async def ready(pool: PoolDep) -> JSONResponse:
 
 
 @router.get("/models/{model}", summary="Model metadata", responses=_errors(404, 503))
-async def metadata(model: str, pool: PoolDep) -> JSONResponse:
-    return _metadata(pool, model, None)
+async def metadata(model: str, pool: PoolDep) -> dict:
+    return model_metadata(find_model(pool, model))
 
 
 @router.get("/models/{model}/versions/{version}", summary="Model metadata", responses=_errors(404, 503))
-async def version_metadata(model: str, version: str, pool: PoolDep) -> JSONResponse:
-    return _metadata(pool, model, version)
-
-
-def _metadata(pool, model: str, version: str | None) -> JSONResponse:
-    try:
-        return JSONResponse(model_metadata(find_model(pool, model, version)))
-    except ServiceError as exc:
-        return v2_error(exc)
+async def version_metadata(model: str, version: str, pool: PoolDep) -> dict:
+    return model_metadata(find_model(pool, model, version))
 
 
 READY_RESPONSES = {**_errors(404), 503: {"description": "the model is loading or failed: `ready` is false"}}
@@ -102,19 +89,15 @@ READY_RESPONSES = {**_errors(404), 503: {"description": "the model is loading or
 
 @router.get("/models/{model}/ready", summary="Model readiness", responses=READY_RESPONSES)
 async def model_ready(model: str, pool: PoolDep) -> JSONResponse:
-    return _ready(pool, model, None)
+    return _ready(find_model(pool, model))
 
 
 @router.get("/models/{model}/versions/{version}/ready", summary="Model readiness", responses=READY_RESPONSES)
 async def version_ready(model: str, version: str, pool: PoolDep) -> JSONResponse:
-    return _ready(pool, model, version)
+    return _ready(find_model(pool, model, version))
 
 
-def _ready(pool, model: str, version: str | None) -> JSONResponse:
-    try:
-        served = find_model(pool, model, version)
-    except ServiceError as exc:
-        return v2_error(exc)
+def _ready(served) -> JSONResponse:
     is_ready = served.state == "ready"
     return JSONResponse({"name": served.spec.name, "ready": is_ready}, 200 if is_ready else 503)
 
@@ -176,8 +159,6 @@ async def _infer(model: str, version: str | None, request: Request) -> Response:
 
     try:
         return await infer(state, model, version, read, _answer, "v2_http", lambda: client_disconnected(request))
-    except ServiceError as exc:
-        return v2_error(exc)
     except ClientGone:
         return Response(status_code=CLIENT_GONE)
 
@@ -264,9 +245,7 @@ def _inputs(inputs: list[_Input], binary: memoryview) -> list[InputTensor]:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or at + size > len(binary):
                 raise bad_request(f"input {item.name}: {BINARY_SIZE} {size!r} does not fit the "
                                   f"{len(binary) - at:,} bytes of binary data left")
-            raw, at = binary[at:at + size], at + size
-            data = split_bytes_elements(raw, item.name) if item.datatype == "BYTES" else \
-                np.frombuffer(raw, np.uint8) if item.datatype == "UINT8" else np.empty(0)
+            data, at = raw_data(item.name, item.datatype, binary[at:at + size]), at + size
         elif item.data is None:
             raise bad_request(f"input {item.name}: no data (give `data`, or parameters.{BINARY_SIZE} and binary data)")
         else:
@@ -306,7 +285,7 @@ def _answer(name: str, request: V2Request, tensors: list[OutputTensor]) -> Respo
         if tensor.name in request.json_outputs:
             entry["data"] = tensor.array.ravel().tolist()
         else:
-            raw = tensor.array.astype(tensor.array.dtype.newbyteorder("<"), copy=False).tobytes()
+            raw = tensor.raw()
             entry["parameters"] = {BINARY_SIZE: len(raw)}
             chunks.append(raw)
         outputs.append(entry)

@@ -16,7 +16,7 @@ from service.errors import error_body
 from service.form_options import openapi_form, read_form
 from service.metrics import ServiceMetrics
 from service.model_pool import ServedModel
-from service.request_outcome import CLIENT_GONE, RESPONSES, client_disconnected, recorded, resolve_model
+from service.request_outcome import CLIENT_GONE, RESPONSES, client_disconnected, resolve_model, segmentation_request
 from service.segment_options import SegmentForm, answer_format, render_options
 from service.segmentation import Abort, ClientGone, Segmentation, segment, segment_or_give_up
 from service.settings import Settings
@@ -46,10 +46,8 @@ DESCRIPTION = ("Upload an image as the multipart file field `image`. Every other
              description=DESCRIPTION, openapi_extra=openapi_form(SegmentForm))
 async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep,
                         executor: ExecutorDep) -> Response:
-    started = time.perf_counter()
-    metrics.in_flight.inc()
     try:
-        with recorded(metrics, "invalid", settings.retry_after_s) as outcome:
+        with segmentation_request(metrics, "invalid", settings.retry_after_s) as outcome:
             image, options = await read_form(request, SegmentForm)
             outcome.output = options.output
             image_format = answer_format(options, request.headers.get("accept"))  # before any work: 406, 422
@@ -66,12 +64,10 @@ async def segment_image(request: Request, pool: PoolDep, settings: SettingsDep, 
                                                                         image_format)
             result.timings["render"] = time.perf_counter() - rendering
             metrics.queue_wait.labels(model=outcome.model).observe(result.timings["queue"])
-            _add_headers(response, served, result, time.perf_counter() - started)
+            _add_headers(response, served, result, time.perf_counter() - outcome.started)
             outcome.status = response.status_code
             return response
     finally:
-        metrics.in_flight.dec()
-        metrics.latency.labels(model=outcome.model).observe(time.perf_counter() - started)
         await request.close()
 
 
