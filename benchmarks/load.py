@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from service.backends import load_model  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
 from testkit.hostile_inputs import encode, smooth_image  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 # glibc keeps freed memory instead of returning it to the kernel at every step; measured 25-45%
 # faster forward passes on CPU (docs/benchmarks.md). The Dockerfile sets the same.
@@ -80,11 +80,6 @@ def raw_throughput(predictor: Predictor, images: list[np.ndarray], repeats: int 
         times.append(time.perf_counter() - start)
     return len(images) / statistics.median(times)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_service(models_file: Path, port: int, log: Path, tuned_for_demo: bool = True,

@@ -28,9 +28,10 @@ import tritonclient.http.aio as triton_http
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import free_port, make_images, multipart, png, run_level, start_service, wait_ready  # noqa: E402
+from benchmarks.load import make_images, multipart, png, run_level, start_service, wait_ready  # noqa: E402
 from service.model_specs import load_models_file  # noqa: E402
 from service.settings import BUNDLED_MODELS  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 
 async def _drive(send: Callable[[int], Awaitable[None]], concurrency: int, requests: int) -> dict:

@@ -54,7 +54,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import ALLOCATOR_ENV, SERVICE_ENV, free_port  # noqa: E402
+from benchmarks.load import ALLOCATOR_ENV, SERVICE_ENV  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 MMSEG_CONFIG = "segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py"
 OURS_MODELS_FILE = ROOT / "models" / "ade20k-cpu.yaml"  # its Seg-T entry, pointed at the checkpoint

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from PIL import Image
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from model import Predictor, load_segmenter
+from testkit.ports import free_port
 from tests.service.conftest import encode
 from training.data.synthetic import render
 
@@ -114,11 +114,6 @@ def _skip(reason: str):
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _wait_healthy(container: str, timeout: float) -> None:
     """Poll Docker's view of the healthcheck (an external process: nothing to await)."""
@@ -170,7 +165,7 @@ def test_cpu_compose_serves_the_demo_models(base_image):
                   "-t", IMAGE, "."], timeout=1800)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     env = {**os.environ, "SEGMENTER_PORT": str(port), "SEGMENTER_GRPC_PUBLISHED_PORT": str(grpc_port),
            "BASE_IMAGE": base, "SEGMENTER_IMAGE": IMAGE}
     up = _run([*COMPOSE, "up", "-d", "--no-build"], timeout=300, env=env)

@@ -7,11 +7,14 @@ app with `fail_fast=True` so every model is loaded before the first request is a
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 
 import httpx
+import numpy as np
 import uvicorn
+from PIL import Image
 
 
 class LiveServer:
@@ -34,3 +37,10 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=60)
         self.socket.close()
+
+
+def segment_mask(server: LiveServer, data: bytes, **fields) -> np.ndarray:
+    """`POST /segment` on a live server: the class-id mask, decoded from its PNG."""
+    response = httpx.post(server.url + "/segment", files={"image": ("x.png", data)}, data=fields, timeout=120)
+    assert response.status_code == 200, response.text
+    return np.array(Image.open(io.BytesIO(response.content)))

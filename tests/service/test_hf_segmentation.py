@@ -15,7 +15,7 @@ from PIL import Image
 
 from service.main import create_app
 from tests.service.conftest import encode, make_settings, random_image, standard_entries, write_models
-from tests.service.live_server import LiveServer
+from tests.service.live_server import LiveServer, segment_mask
 
 NAMES = [f"class{i}" for i in range(5)]  # the tiny models' classes
 
@@ -29,13 +29,6 @@ def server(checkpoints, tmp_path_factory) -> Iterator[LiveServer]:
 
 def hf_client(server: LiveServer, model: str = "tiny-16") -> InferenceClient:
     return InferenceClient(model=f"{server.url}/models/{model}/image-segmentation")
-
-
-def segment(server: LiveServer, data: bytes, **fields) -> np.ndarray:
-    response = httpx.post(server.url + "/segment", files={"image": ("x.png", data)},
-                          data={"model": "tiny-16", **fields}, timeout=60)
-    assert response.status_code == 200, response.text
-    return np.array(Image.open(io.BytesIO(response.content)))
 
 
 def v2_confidence(server: LiveServer, data: bytes) -> np.ndarray:
@@ -61,14 +54,13 @@ def test_masks_union_to_the_segment_mask(server, model):
     data = encode(random_image(90, 130, seed=3))
     elements = hf_client(server, model).image_segmentation(data)
     assert all(element.mask.size == (130, 90) for element in elements)
-    response = httpx.post(server.url + "/segment", files={"image": ("x.png", data)}, data={"model": model})
-    np.testing.assert_array_equal(union(elements, (90, 130)), np.array(Image.open(io.BytesIO(response.content))))
+    np.testing.assert_array_equal(union(elements, (90, 130)), segment_mask(server, data, model=model))
 
 
 def test_scores_are_the_mean_probability_of_each_segment(server):
     data = encode(random_image(80, 96, seed=4))
     elements = hf_client(server).image_segmentation(data)
-    mask, confidence = segment(server, data), v2_confidence(server, data)
+    mask, confidence = segment_mask(server, data, model="tiny-16"), v2_confidence(server, data)
     sizes = [int((mask == NAMES.index(e.label)).sum()) for e in elements]
     assert sizes == sorted(sizes, reverse=True)  # most pixels first
     for element in elements:
@@ -84,7 +76,7 @@ def test_parameters(server):
     cut = (scores[0] + scores[-1]) / 2
     assert {e.label for e in client.image_segmentation(data, threshold=cut)} == \
         {e.label for e in everything if e.score >= cut}
-    confidence, mask = v2_confidence(server, data), segment(server, data)
+    confidence, mask = v2_confidence(server, data), segment_mask(server, data, model="tiny-16")
     sure = float(np.median(confidence))
     expected = np.where(confidence >= sure, mask, 255)
     np.testing.assert_array_equal(union(client.image_segmentation(data, mask_threshold=sure), mask.shape), expected)
@@ -94,7 +86,7 @@ def test_parameters(server):
     response = httpx.post(f"{server.url}/models/tiny-16/image-segmentation", json=body, timeout=60)
     assert response.status_code == 200, response.text
     assert {e["label"] for e in response.json()} <= {"class1", "class3"}
-    selected = segment(server, data, classes="class1,class3", scale="96")
+    selected = segment_mask(server, data, model="tiny-16", classes="class1,class3", scale="96")
     for element in response.json():
         inside = np.array(Image.open(io.BytesIO(base64.b64decode(element["mask"])))) == 255
         np.testing.assert_array_equal(inside, selected == NAMES.index(element["label"]))

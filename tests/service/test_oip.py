@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,20 +21,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
-from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from service.main import create_app
+from testkit.ports import free_port
 from tests.service.conftest import encode, make_settings, random_image, standard_entries, write_models
-from tests.service.live_server import LiveServer
+from tests.service.live_server import LiveServer, segment_mask
 
 MAX_WINDOWS = 16
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +78,6 @@ def triton(request, server) -> Iterator[Triton]:
 
 def png_batch(*images: np.ndarray) -> np.ndarray:
     return np.array([encode(image) for image in images], dtype=np.object_)
-
-
-def segment_mask(server: LiveServer, data: bytes, **fields) -> np.ndarray:
-    response = httpx.post(server.url + "/segment", files={"image": ("x.png", data)}, data=fields, timeout=120)
-    assert response.status_code == 200, response.text
-    return np.array(Image.open(io.BytesIO(response.content)))
 
 
 def test_health_readiness_and_metadata(triton):

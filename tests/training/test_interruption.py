@@ -9,7 +9,6 @@ import random
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 import torch
 
 from model import load_segmenter
+from testkit.ports import free_port
 from testkit.tiny_training import tiny_cfg
 from training.config import save_config
 from training.data.synthetic import write_dataset
@@ -224,11 +224,6 @@ def test_a_crash_between_the_two_renames_resumes_from_checkpoints(data, tmp_path
     train(tiny_cfg(data, tmp_path / "straight", **{**extra, "run.checkpoint_every": 0}))
     assert_same_weights(weights(tmp_path / "straight" / "last"), weights(tmp_path / "run" / "last"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_torchrun_two_processes_stop_together_on_sigterm(data, tmp_path):
