@@ -98,7 +98,8 @@ def openvino_paths(net: nn.Module, size: int, stack: contextlib.ExitStack) -> di
 
 def to_class_ids(forward: Callable, merged: bool, grid=None) -> Callable:
     """A path to B×H×W class ids: a full-size forward + argmax, or a patch-grid forward + our merge."""
-    from model.inference.merge import ViewRows, argmax_resized
+    from model.inference.grid_argmax import view_class_ids
+    from model.inference.merge import ViewRows
 
     def upsampled(x: torch.Tensor) -> torch.Tensor:
         return forward(x).max(dim=1).indices  # max().indices: what our merge does too
@@ -106,7 +107,7 @@ def to_class_ids(forward: Callable, merged: bool, grid=None) -> Callable:
     def ours(x: torch.Tensor) -> torch.Tensor:
         logits = forward(x).float()
         size = tuple(x.shape[-2:])
-        return torch.stack([argmax_resized(ViewRows(one[None], ((0, 0),), size, size, grid), False, size, None)
+        return torch.stack([view_class_ids(ViewRows(one[None], ((0, 0),), size, size, grid), False, size)
                             for one in logits])
 
     return ours if merged else upsampled

@@ -4,6 +4,7 @@ images.py (the one image reader), cost.py (windows and memory, known from the si
 forward.py (the WindowForward contract and its torch implementation), sliding_window.py
 (tile / run / merge), window_logits.py (window logits on the patch grid, and the step that makes
 pixels of them), merge.py (window logits back into an image's answer, a strip of rows at a time),
+grid_argmax.py (one view's class ids from the patch grid, only the classes that can win),
 window_plan.py (every window of one image, runnable by anyone), predictor.py (numpy in, numpy out).
 """
 
@@ -49,8 +50,8 @@ _HOMES = {
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 
-_SUBMODULES = ("attention", "cost", "forward", "images", "merge", "predictor", "resize", "sliding_window",
-               "window_logits", "window_plan")
+_SUBMODULES = ("attention", "cost", "forward", "grid_argmax", "images", "merge", "predictor", "resize",
+               "sliding_window", "window_logits", "window_plan")
 
 
 def __getattr__(name: str):

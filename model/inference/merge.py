@@ -36,18 +36,22 @@ def check_blend(blend: str) -> str:
     return blend
 
 
+def blend_profile(blend: str, n: int) -> torch.Tensor:
+    """n float64 weights along one side of a window: a window's weights are the outer product of
+    its two sides' profiles (all ones for the uniform mean)."""
+    centre = torch.arange(n, dtype=torch.float64) + 0.5  # pixel centres, 0.5..n-0.5
+    if check_blend(blend) == "uniform":
+        return torch.ones(n, dtype=torch.float64)
+    if blend == "linear":  # 1 in the middle, 1/n at the outermost pixels: never 0, so a
+        return torch.minimum(centre, n - centre) / (n / 2)  # pixel one window covers keeps it
+    return torch.exp(-0.5 * ((centre - n / 2) / (n / 4)) ** 2)
+
+
 def window_weights(blend: str, height: int, width: int) -> torch.Tensor | None:
     """h×w float32 weight of each pixel of a window when blending; None for the uniform mean."""
     if check_blend(blend) == "uniform":
         return None
-
-    def profile(n: int) -> torch.Tensor:
-        centre = torch.arange(n, dtype=torch.float64) + 0.5  # pixel centres, 0.5..n-0.5
-        if blend == "linear":  # 1 in the middle, 1/n at the outermost pixels: never 0, so a
-            return torch.minimum(centre, n - centre) / (n / 2)  # pixel one window covers keeps it
-        return torch.exp(-0.5 * ((centre - n / 2) / (n / 4)) ** 2)
-
-    return (profile(height)[:, None] * profile(width)[None, :]).float()
+    return (blend_profile(blend, height)[:, None] * blend_profile(blend, width)[None, :]).float()
 
 
 # Output rows resized at once: enough for vectorised work, little memory (C×rows×W floats). The
@@ -82,6 +86,7 @@ class ViewRows:
             raise ValueError(f"{len(logits)} window logits for {len(anchors)} anchors")
         grid.check(tuple(logits.shape[-2:]), window)
         self.logits, self.anchors, self.window, self.size, self.grid = logits, anchors, window, size, grid
+        self.blend = blend
         self.weights = window_weights(blend, *window)
         self._band: tuple[int, torch.Tensor] | None = None  # (first row, C×rows×W) merged last
         if self.weights is not None:

@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from model.inference.cost import scaled_size, view_geometry
+from model.inference.grid_argmax import view_class_ids
 from model.inference.merge import (
     Anchor,
     Cancelled,
     StopCheck,
     ViewRows,
-    argmax_resized,
     check_blend,
     stop_if,
     strip_rows,
@@ -118,11 +118,11 @@ class WindowPlan:
         The argmax of the view logits resized to the input size (one view), or of the mean of
         their softmax probabilities (several views), a band of rows at a time. With a single view
         the softmax is skipped (it does not change the argmax) and only the classes that can win
-        are resized (`merge.argmax_resized`).
+        are computed at pixels (`grid_argmax.view_class_ids`).
         """
         if len(self.views) == 1:
             (view,) = self.views
-            return argmax_resized(self.view_rows(view, logits), view.flip, self.image_size, should_stop)
+            return view_class_ids(self.view_rows(view, logits), view.flip, self.image_size, should_stop)
         return self._strips(logits, should_stop, with_confidence=False)[0]
 
     def class_ids_and_confidence(self, logits: Logits, should_stop: StopCheck | None = None
