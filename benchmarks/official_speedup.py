@@ -2,9 +2,9 @@
 
 Each path answers a batch of windows with class ids (what the service keeps): the authors' and
 the re-implementation's forward (which upsamples to pixels) + argmax; ours is the forward on the
-patch grid (`Segmenter.forward_patches`) + our merge (`model.inference.merge`, the upsampling of
-window rows and the argmax, a strip at a time); the OpenVINO paths are our exported graph
-(patch grid) + the same merge.
+patch grid (`Segmenter.forward_patches`) + our merge (`model.inference.grid_argmax`: the argmax
+of the upsampled logits, computing at pixels only the classes that can win); the OpenVINO paths
+are our exported graph (patch grid) + the same merge.
 
 Two baselines:
 - testkit/official_segmenter.py, our independent re-implementation of the authors' forward
