@@ -1,7 +1,8 @@
 """The merge alone: window logits on the patch grid -> one image's class ids, two ways.
 
-- grid: `model.inference.grid_argmax` (what `WindowPlan.class_ids` runs for one view): separable
-  weights, and only the classes that can win multiplied out to pixels;
+- default: `model.inference.grid_argmax.view_class_ids`, what `WindowPlan.class_ids` runs for one
+  view: from the patch grid (separable weights, only the classes that can win multiplied out to
+  pixels), except for few classes at the answer's size, where it takes the strip path;
 - strip: `model.inference.merge.argmax_resized`, the path before it (every class of every window
   upsampled to pixels a band at a time, then a per-row pruned resize to the answer).
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import median_seconds  # noqa: E402
 from model.inference import LogitsGrid, plan_windows  # noqa: E402
-from model.inference.grid_argmax import grid_class_ids  # noqa: E402
+from model.inference.grid_argmax import view_class_ids  # noqa: E402
 from model.inference.merge import argmax_resized  # noqa: E402
 
 CASES = {  # name: (view H×W, answer H×W)
@@ -55,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     cpu = torch.device("cpu")
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
-    print("| case | classes | logits | strip ms | grid ms | speed-up | class ids equal |")
+    print("| case | classes | logits | strip ms | default ms | speed-up | class ids equal |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for name, (view, size) in CASES.items():
         plan = plan_windows(torch.zeros(1, 3, *view), 512, 512, grid=LogitsGrid(16), output_size=size)
@@ -66,9 +67,9 @@ def main() -> None:
                 repeats = max(3, args.repeats // 3) if size[0] > 1000 else args.repeats
                 with torch.inference_mode():
                     strip_ids = argmax_resized(rows, False, size, None)
-                    grid_ids = grid_class_ids(rows, False, size, None)
+                    grid_ids = view_class_ids(rows, False, size)
                     strip = median_seconds(lambda: argmax_resized(rows, False, size, None), cpu, repeats=repeats)  # noqa: B023
-                    grid = median_seconds(lambda: grid_class_ids(rows, False, size, None), cpu, repeats=repeats)  # noqa: B023
+                    grid = median_seconds(lambda: view_class_ids(rows, False, size), cpu, repeats=repeats)  # noqa: B023
                 equal = (strip_ids == grid_ids).double().mean().item()
                 print(f"| {name} | {num_classes} | {kind} | {strip * 1e3:.1f} | {grid * 1e3:.1f} | "
                       f"{strip / grid:.2f}× | {equal:.6%} |", flush=True)

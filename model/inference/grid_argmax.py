@@ -36,7 +36,7 @@ from model.inference.merge import StopCheck, ViewRows, argmax_resized, blend_pro
 from model.logits_grid import bilinear_sources
 
 _MAX_CELLS = 1024  # grid cells of all windows along one axis, at most (see `on_patch_grid`)
-_FEW_CLASSES = 16  # up to this many classes, all are evaluated (pruning costs more than it saves)
+_FEW_CLASSES = 32  # up to this many classes, all are evaluated: pruning costs more than it saves
 _STRIP_ROWS = 16  # output rows computed at once: a strip's logits stay in cache, its candidates few
 _BLOCK_COLUMNS = 512  # output columns computed at once, at most: R×C×B floats (4.9 MB at 150 classes)
 
@@ -44,8 +44,10 @@ _BLOCK_COLUMNS = 512  # output columns computed at once, at most: R×C×B floats
 def view_class_ids(view: ViewRows, flip: bool, size: tuple[int, int], should_stop: StopCheck | None = None
                    ) -> torch.Tensor:
     """H×W int64 class ids of one view resized to `size` (mirrored back if flipped): from the
-    patch grid when it can (`grid_class_ids`), else by the strip path (`merge.argmax_resized`)."""
-    if on_patch_grid(view):
+    patch grid when it can (`grid_class_ids`), else by the strip path (`merge.argmax_resized`).
+    A view of few classes already at the answer's size takes the strip path too: with nothing to
+    prune or resize, its plain upsampling is cheaper (benchmarks/merge_class_ids.py)."""
+    if on_patch_grid(view) and (view.num_classes > _FEW_CLASSES or tuple(view.size) != tuple(size)):
         return grid_class_ids(view, flip, size, should_stop)
     return argmax_resized(view, flip, size, should_stop)
 

@@ -60,7 +60,7 @@ def test_grid_class_ids_are_the_argmax_of_the_full_resolution_logits(view_size, 
     expected = definition(plan, logits).max(dim=0).indices
     assert ids.shape == size and ids.dtype == torch.int64
     assert (ids == expected).float().mean() >= 0.9999
-    assert torch.equal(plan.class_ids(logits), ids)  # what every caller gets
+    assert (plan.class_ids(logits) == expected).float().mean() >= 0.9999  # what callers get (`view_class_ids`)
 
 
 def test_a_tie_goes_to_the_lower_class_id_as_argmax():
