@@ -20,6 +20,7 @@ All run in this process, interleaved, so machine noise hits them alike; medians 
     git clone https://github.com/rstrudel/segmenter /tmp/authors
     python benchmarks/official_speedup.py --authors-code /tmp/authors      # + the authors' code
     python benchmarks/official_speedup.py --authors-code /tmp/authors --openvino   # + OpenVINO bf16 / int8
+    python benchmarks/official_speedup.py --authors-code /tmp/authors --openvino --fit-decoder 200  # answers in regions
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import describe_device, synchronize  # noqa: E402
+from benchmarks.fitted_decoder import fit_decoder, labelled_scenes  # noqa: E402
 from model import build_segmenter, get_variant  # noqa: E402
 from model.inference import LogitsGrid  # noqa: E402
 from testkit.official_segmenter import OfficialSegmenter, official_state_dict  # noqa: E402
@@ -142,6 +144,9 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fit-decoder", type=int, default=0, metavar="STEPS",
+                        help="fit the decoder to labelled synthetic scenes first and time on held-out ones: a "
+                        "stand-in for trained weights (benchmarks/fitted_decoder.py); 0: random weights, noise input")
     parser.add_argument("--authors-code", type=Path, help="a checkout of rstrudel/segmenter: time their code too")
     parser.add_argument("--openvino", action="store_true", help="also time our export through OpenVINO in bf16 "
                         "and int8 (calibrated on synthetic scenes), the reduced-precision CPU paths")
@@ -150,6 +155,11 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     ours = build_segmenter(args.variant, num_classes=150).to(device).eval()
+    weights = "random weights"
+    if args.fit_decoder:  # before the others copy the weights
+        accuracy = fit_decoder(ours, args.size, steps=args.fit_decoder)
+        weights = (f"decoder fitted to synthetic scenes ({args.fit_decoder} steps, held-out patch accuracy "
+                   f"{accuracy:.1%})")
     kwargs = official_kwargs(args.variant, 150)
     stack = contextlib.ExitStack()
     reimpl = OfficialSegmenter(kwargs).to(device).eval()
@@ -166,7 +176,7 @@ def main() -> None:
                      for name, runner in openvino_paths(ours, args.size, stack).items()})
     baseline = "authors" if args.authors_code else "reimpl"
     print(f"{args.variant} at {args.size}×{args.size} on {describe_device(device)}, torch {torch.__version__}; "
-          f"speed-up vs the {'authors’ code' if args.authors_code else 're-implementation'}\n")
+          f"speed-up vs the {'authors’ code' if args.authors_code else 're-implementation'}; {weights}\n")
     # Minor page faults per call: fresh memory the kernel maps and zeroes 4 KiB at a time.
     names = list(nets)
     print("| batch | " + " | ".join(f"{n} img/s" for n in names) + " | speed-up | class ids differing (fp32) "
@@ -174,7 +184,10 @@ def main() -> None:
     print("|---:|" + "---:|" * (len(names) + 3))
     verdicts = []
     for batch in [int(b) for b in args.batches.split(",")]:
-        x = torch.randn(batch, 3, args.size, args.size, device=device)
+        if args.fit_decoder:  # scenes like those it was fitted to, held out
+            x = labelled_scenes(batch, args.size, 150, seed=1)[0].to(device)
+        else:
+            x = torch.randn(batch, 3, args.size, args.size, device=device)
         seconds, faults, diffs = time_interleaved(nets, x, args.repeats, device)
         rates = " | ".join(f"{batch / seconds[n]:.2f}" for n in names)
         exact = max(d for n, d in diffs.items() if not n.startswith("ov-"))  # fp32 paths; ov-*: reduced precision
