@@ -61,7 +61,11 @@ def on_patch_grid(view: ViewRows) -> bool:
     # Every window's cells side by side along each axis: a few hundred for a photo; a thin image
     # upscaled to thousands of windows takes the strip path, which holds one band at a time.
     few = len(tops) * gh <= _MAX_CELLS and len(lefts) * gw <= _MAX_CELLS
-    return (gh, gw) != tuple(view.window) and on_grid and few
+    if (gh, gw) == tuple(view.window) or not on_grid or not few:
+        return False
+    # The matrix products multiply every cell, weight 0 included: one inf or NaN (an overflowing
+    # fp16 model) would spread over its strip, where the strip path keeps it near its cell.
+    return bool(torch.isfinite(view.logits).all())
 
 
 def grid_class_ids(view: ViewRows, flip: bool, size: tuple[int, int], should_stop: StopCheck | None
@@ -168,9 +172,9 @@ def _column_blocks(cols: torch.Tensor) -> list[_Block]:
     for x in range(1, len(used)):
         if (used[x] != used[x - 1]).any() or x - runs[-1] >= _BLOCK_COLUMNS:
             runs.append(x)
-    blocks, group = [], [0]  # group: the starts of the runs in the block being filled
-    for start, stop in zip(runs[1:], [*runs[2:], len(used)], strict=True):
-        if stop - group[0] > _BLOCK_COLUMNS:  # the run would not fit: the block ends before it
+    blocks, group = [], []  # group: the starts of the runs in the block being filled
+    for start, stop in zip(runs, [*runs[1:], len(used)], strict=True):
+        if group and stop - group[0] > _BLOCK_COLUMNS:  # the run would not fit: the block ends before it
             blocks.append(_block(cols, used, group, start))
             group = []
         group.append(start)

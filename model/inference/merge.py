@@ -220,6 +220,8 @@ def argmax_resized(view: ViewRows, flip: bool, size: tuple[int, int], should_sto
         if in_w > 1:  # cells between neighbouring columns
             high, low = torch.maximum(high[:, 1:], high[:, :-1]), torch.minimum(low[:, 1:], low[:, :-1])
         candidates = (high >= low.amax(dim=0)).any(dim=1).nonzero()[:, 0]
+        if len(candidates) == 0:  # NaN logits (inf - inf in the upsampling): what the argmax of all gives
+            candidates = torch.arange(num_classes, device=device)
         resized = F.interpolate(pair[candidates][None], size=(2, out_w), mode="bilinear", align_corners=False)[0]
         values = torch.lerp(resized[:, :1], resized[:, 1:], weight[top:bottom].view(1, -1, 1))  # K×rows×W
         ids[top:bottom] = candidates[values.max(dim=0).indices]

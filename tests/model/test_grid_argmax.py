@@ -41,6 +41,9 @@ CASES = [  # view (H, W), window, stride, answer size, output_resize, blend, fli
     ((70, 90), 48, 30, (70, 90), "upsample_crop", "gaussian", False),  # a window not a multiple of p
     ((50, 131), 50, 43, (47, 128), "resize", "uniform", True),  # mmseg: straight to the window's size
     ((129, 97), 64, 40, (129, 97), "resize", "gaussian", False),
+    ((64, 64), 64, 64, (64, 1), "upsample_crop", "uniform", False),  # every column draws on the same cells
+    ((100, 64), 64, 48, (100, 1), "upsample_crop", "uniform", True),  # a 1-pixel-wide image, upscaled
+    ((96, 512), 64, 43, (150, 1300), "upsample_crop", "linear", False),  # several blocks of 512 columns
 ]
 
 
@@ -61,6 +64,28 @@ def test_grid_class_ids_are_the_argmax_of_the_full_resolution_logits(view_size, 
     assert ids.shape == size and ids.dtype == torch.int64
     assert (ids == expected).float().mean() >= 0.9999
     assert (plan.class_ids(logits) == expected).float().mean() >= 0.9999  # what callers get (`view_class_ids`)
+
+
+def test_a_view_narrower_than_a_patch_is_merged_from_its_one_column_of_cells():
+    """mmseg's protocol runs a view narrower than the window as a narrower window: one cell wide."""
+    grid = LogitsGrid(16, "resize")
+    plan = plan_windows(torch.zeros(1, 3, 64, 10), 64, 48, grid=grid, upscale=False)
+    logits = window_logits("random", len(plan.groups[0]), 40, grid.grid_shape(64, 10), seed=4)
+    assert on_patch_grid(plan.view_rows(plan.views[0], logits))
+    assert (plan.class_ids(logits) == definition(plan, logits).max(dim=0).indices).float().mean() >= 0.9999
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_logits_stay_where_they_are(bad):
+    """One bad cell (an overflowing fp16 model) changes the answer near it only, as the strip path
+    does: the grid path's products would spread it over every pixel of its strip."""
+    plan = plan_windows(torch.zeros(1, 3, 64, 150), 64, 40, grid=LogitsGrid(16), output_size=(60, 140))
+    logits = window_logits("smooth", len(plan.groups[0]), 40, (4, 4), seed=5)
+    clean = plan.class_ids(logits)
+    logits[1, 5, 2, 1] = bad
+    assert not on_patch_grid(plan.view_rows(plan.views[0], logits))
+    changed = plan.class_ids(logits) != clean
+    assert changed.float().mean() < 0.25  # the cell's neighbourhood, not the image
 
 
 def test_a_tie_goes_to_the_lower_class_id_as_argmax():
