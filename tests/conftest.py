@@ -15,6 +15,12 @@ from testkit.zoo_files import published_weights
 # The apps the tests build (and the servers they start) listen for gRPC only where a test asks
 # for it, on a free port (tests/service/test_oip_grpc.py), never on the fixed default 8001.
 os.environ.setdefault("SEGMENTER_GRPC_PORT", "0")
+# Ray Data's usage collection leaves a daemon thread in this process after the Ray tests that
+# logs a traceback every 10 s (no Prometheus here); on Python 3.11.7 formatting one calls
+# ast.parse, which races with pytest's assertion rewriting of a module imported later in the main
+# thread ("AST constructor recursion depth mismatch", CPython gh-106905): a flaky failure in
+# whatever test imports first. No usage stats, no thread.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def tiny_config(**overrides) -> SegmenterConfig:
