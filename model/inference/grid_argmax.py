@@ -157,11 +157,11 @@ class _Block:
         classes = (high >= low.amax(dim=1, keepdim=True)).any(dim=0).nonzero()[:, 0]
         if len(classes) == 1:
             return classes.expand(num_rows, self.stop - self.start)
-        if 0 < len(classes) < num_classes:  # (none: NaN logits, whose argmax takes them all)
+        subset = 0 < len(classes) < num_classes  # (none: NaN logits, whose argmax takes them all)
+        if subset:
             z = z.index_select(2, classes)  # R×m×K, K in class order: a tie goes to the lower class id
-        logits = torch.matmul(z.transpose(1, 2), self.weights)  # R×K×m @ m×B -> R×K×B
-        best = logits.max(dim=1).indices
-        return classes[best] if 0 < len(classes) < num_classes else best
+        best = torch.matmul(z.transpose(1, 2), self.weights).max(dim=1).indices  # R×K×m @ m×B -> R×K×B
+        return classes[best] if subset else best
 
 
 def _column_blocks(cols: torch.Tensor) -> list[_Block]:
