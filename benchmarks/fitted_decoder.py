@@ -23,10 +23,12 @@ from model import Segmenter
 def labelled_scenes(count: int, size: int, num_classes: int, seed: int = 0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N×3×S×S float, about unit range; N×S×S int64 labels): shapes on a background, each shape's
-    class one of 12 with its own colour."""
-    rng = np.random.default_rng(seed)
-    classes = rng.choice(num_classes, 12, replace=False)
-    colours = rng.uniform(-1.5, 1.5, (12, 3))
+    class one of 12 with its own colour. The 12 classes and colours are the same for every
+    `seed`, which draws only the scenes: another seed gives held-out scenes of the same kind."""
+    palette = np.random.default_rng(0)
+    classes = palette.choice(num_classes, 12, replace=False)
+    colours = palette.uniform(-1.5, 1.5, (12, 3))
+    rng = np.random.default_rng(seed + 1)  # not the palette's stream, whatever the seed
     yy, xx = np.mgrid[0:size, 0:size]
     images, labels = np.zeros((count, 3, size, size), np.float32), np.zeros((count, size, size), np.int64)
     for n in range(count):
