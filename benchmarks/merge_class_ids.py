@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,21 +31,13 @@ from benchmarks.common import median_seconds  # noqa: E402
 from model.inference import LogitsGrid, plan_windows  # noqa: E402
 from model.inference.grid_argmax import view_class_ids  # noqa: E402
 from model.inference.merge import argmax_resized  # noqa: E402
+from testkit.window_logits import KINDS, window_logits  # noqa: E402
 
 CASES = {  # name: (view H×W, answer H×W)
     "one 512² window": ((512, 512), (512, 512)),
     "640×480 photo": ((512, 683), (480, 640)),
     "4032×3024 photo": ((512, 683), (3024, 4032)),
 }
-
-
-def logits(kind: str, count: int, num_classes: int, cells: tuple[int, int]) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(0)
-    noise = torch.randn(count, num_classes, *cells, generator=gen)
-    if kind == "random":
-        return noise
-    coarse = torch.randn(count, num_classes, 3, 3, generator=gen) * 4
-    return F.interpolate(coarse, size=cells, mode="bilinear", align_corners=False) + 0.1 * noise
 
 
 def main() -> None:
@@ -62,8 +53,8 @@ def main() -> None:
         plan = plan_windows(torch.zeros(1, 3, *view), 512, 512, grid=LogitsGrid(16), output_size=size)
         (v,) = plan.views
         for num_classes in args.classes:
-            for kind in ("random", "smooth"):
-                rows = plan.view_rows(v, logits(kind, plan.num_windows, num_classes, (32, 32)))
+            for kind in KINDS:
+                rows = plan.view_rows(v, window_logits(kind, plan.num_windows, num_classes, (32, 32)))
                 repeats = max(3, args.repeats // 3) if size[0] > 1000 else args.repeats
                 with torch.inference_mode():
                     strip_ids = argmax_resized(rows, False, size, None)

@@ -12,17 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from model.inference import LogitsGrid, merge_windows, plan_windows, upsample_window_logits
 from model.inference.grid_argmax import grid_class_ids, on_patch_grid
-
-
-def window_logits(kind: str, count: int, num_classes: int, cells: tuple[int, int], seed: int) -> torch.Tensor:
-    """N×C×gh×gw logits: `random` (every class can win everywhere, little to prune), `smooth`
-    (regions, as a trained model answers: most runs have one or two candidates)."""
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(count, num_classes, *cells, generator=gen)
-    if kind == "random":
-        return noise
-    coarse = torch.randn(count, num_classes, 3, 3, generator=gen) * 4
-    return F.interpolate(coarse, size=cells, mode="bilinear", align_corners=False) + 0.1 * noise
+from testkit.window_logits import window_logits
 
 
 def definition(plan, logits: torch.Tensor) -> torch.Tensor:
